@@ -1,0 +1,54 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Warnings are errors in CI (scripts/test passes -warnings-as-errors); kept off here so a
+// developer's build of a dependency never fails on a new compiler's warning.
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "jailctl",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "jailctl", targets: ["jailctl"]),
+        .library(name: "JailKit", targets: ["JailKit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+    ],
+    targets: [
+        // System libraries (Debian -dev packages). libsqlite3 comes through GRDB's own
+        // systemLibrary target (GRDBSQLite), so it is not declared a second time here.
+        .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
+        .systemLibrary(name: "CCap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
+        // The only C of the project: clone -> mounts -> pivot_root -> ids -> exec.
+        .target(name: "CJailLaunch", cSettings: [.unsafeFlags(["-O2", "-Wall", "-Wextra", "-Werror"])]),
+        .target(
+            name: "JailKit",
+            dependencies: [
+                "CJailLaunch", "CSeccomp", "CCap",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "jailctl",
+            dependencies: [
+                "JailKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "JailKitTests", dependencies: ["JailKit"], swiftSettings: strict),
+        .testTarget(name: "IntegrationTests", dependencies: ["JailKit"], swiftSettings: strict),
+    ]
+)

@@ -1,0 +1,144 @@
+// The C side of a jail launch. Swift computes a complete plan (jl_plan); this code only
+// carries it out between clone and execve, where nothing but async-signal-safe calls may
+// run. Failures travel back over a close-on-exec pipe as (step, index, errno).
+#ifndef JAIL_LAUNCH_H
+#define JAIL_LAUNCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// One filesystem operation of the mount plan, run in the child's new mount namespace
+// before pivot_root. Paths are absolute host paths below the new root.
+enum jl_op_kind {
+    JL_OP_MOUNT = 1,     // mount(source, target, fstype, flags, data)
+    JL_OP_MKDIR = 2,     // mkdir(target, mode); EEXIST is fine
+    JL_OP_TOUCH = 3,     // create an empty file (bind target for a device node)
+    JL_OP_SYMLINK = 4,   // symlink(source, target)
+    JL_OP_REMOUNT = 5,   // mount(NULL, target, NULL, MS_REMOUNT|MS_BIND|flags, NULL)
+};
+
+struct jl_op {
+    int kind;
+    const char *source;
+    const char *target;
+    const char *fstype;
+    const char *data;
+    unsigned long flags;
+    unsigned int mode;
+};
+
+// The steps a child can fail in; the parent turns (step, index, errno) into a message.
+enum jl_step {
+    JL_STEP_NONE = 0,
+    JL_STEP_WAIT_PARENT,
+    JL_STEP_PROPAGATION,
+    JL_STEP_OP,
+    JL_STEP_PIVOT_ROOT,
+    JL_STEP_UMOUNT_OLD,
+    JL_STEP_CHDIR_ROOT,
+    JL_STEP_UNSHARE_CGROUP,
+    JL_STEP_HOSTNAME,
+    JL_STEP_LOOPBACK,
+    JL_STEP_SETSID,
+    JL_STEP_STDIO,
+    JL_STEP_RLIMIT,
+    JL_STEP_SETGROUPS,
+    JL_STEP_SETGID,
+    JL_STEP_SETUID,
+    JL_STEP_CAPS,
+    JL_STEP_NO_NEW_PRIVS,
+    JL_STEP_WORKDIR,
+    JL_STEP_CLOSE_FDS,
+    JL_STEP_SECCOMP,
+    JL_STEP_EXEC,
+    JL_STEP_SETNS,
+    JL_STEP_FORK,
+    JL_STEP_COUNT
+};
+
+struct jl_error {
+    int32_t step;
+    int32_t index;   // which op or namespace, when the step has several
+    int32_t err;     // errno
+};
+
+struct jl_rlimit {
+    int resource;
+    uint64_t soft;
+    uint64_t hard;
+};
+
+struct jl_plan {
+    int clone_flags;            // CLONE_NEW* flags for the jail
+    const char *root;           // host path of the new root (a mount point after ops)
+    const struct jl_op *ops;
+    size_t n_ops;
+    const char *hostname;       // NULL: keep
+    int loopback_up;            // bring "lo" up in a new net namespace
+    int unshare_cgroup;         // CLONE_NEWCGROUP after the parent placed us in our cgroup
+
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    size_t n_groups;
+
+    const struct jl_rlimit *rlimits;
+    size_t n_rlimits;
+
+    // Capabilities to keep, as a 64-bit mask by capability number; all others are
+    // dropped from every set (bounding, effective, permitted, inheritable, ambient).
+    uint64_t keep_caps;
+    int drop_caps;              // 0: leave capabilities alone (the C floor benchmark)
+    int no_new_privs;
+
+    const void *seccomp_filter; // struct sock_filter[], compiled by libseccomp in the parent
+    size_t seccomp_len;         // number of instructions; 0: none
+
+    const char *workdir;        // inside the jail, after pivot_root
+    const char *path;           // executable, inside the jail
+    char *const *argv;
+    char *const *envp;
+
+    int stdin_fd;               // dup2'ed to 0, 1, 2; -1 keeps the caller's
+    int stdout_fd;
+    int stderr_fd;
+    int new_session;            // setsid(): no controlling terminal of the caller
+};
+
+// Result of jl_spawn.
+struct jl_child {
+    pid_t pid;         // the jail's pid 1, as the host sees it
+    pid_t monitor;     // the monitor process when detached, else 0
+    int go_fd;         // write one byte to let the child go on; -1 once used
+    int error_fd;      // read jl_error records; EOF means execve succeeded
+};
+
+// Starts the child stopped at sync point 1 (waiting for the parent). When status_dir_fd
+// is >= 0 the child is started through a detached monitor process that waits for it and
+// writes its wait status as text into "exit" in that directory (renamed into place).
+// Returns 0 or -errno.
+int jl_spawn(const struct jl_plan *plan, int status_dir_fd, struct jl_child *out);
+
+// Lets the child go on (sync point 1), then reads its report. Returns 0 when the child
+// reached execve, 1 when it failed (err filled in), -errno on a local failure.
+int jl_release(struct jl_child *child, struct jl_error *err);
+
+// Joins the namespaces of a running jail (fds opened by the caller, in order) and runs
+// argv there with the plan's ids, caps, rlimits, seccomp and workdir; root_fd is the
+// jail's root directory. Waits for it and returns its wait status (>= 0), or -errno.
+// On a failure inside the child, err is filled in and the return value is -1000.
+int jl_exec_in(const struct jl_plan *plan, const int *ns_fds, const int *ns_types, size_t n_ns,
+               int root_fd, struct jl_error *err);
+
+// Reads the start time (field 22 of /proc/PID/stat) in clock ticks; 0 when gone.
+unsigned long long jl_proc_start_time(pid_t pid);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,426 @@
+// Carries out a jail launch plan. Everything that runs in a child here runs after a fork
+// of a multi-threaded Swift process, so it is restricted to raw system calls: no malloc,
+// no stdio, no locks. Sync points are numbered as in jail_launch.h's comments:
+//   1. the child waits on go_fd until the parent finished the outside set-up
+//   2. the child reports a failure (step, index, errno) on error_fd and exits 127
+//   3. execve closes error_fd (close-on-exec): the parent reads EOF, the launch succeeded
+#define _GNU_SOURCE
+#include "jail_launch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <linux/securebits.h>
+#include <net/if.h>
+#include <grp.h>
+#include <sched.h>
+#include <stdio.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_RAISE 2
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
+
+// --- helpers safe after fork -------------------------------------------------------
+
+static void write_all(int fd, const void *buf, size_t len) {
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return;
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+static ssize_t read_full(int fd, void *buf, size_t len) {
+    char *p = buf;
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, p + got, len - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return -1;
+        if (n == 0) break;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+// errno is read first, before anything else can overwrite it.
+__attribute__((noreturn)) static void fail(int error_fd, int step, int index) {
+    struct jl_error e = {.step = step, .index = index, .err = errno};
+    write_all(error_fd, &e, sizeof e);
+    _exit(127);
+}
+
+static pid_t raw_fork(void) {
+    // A raw clone skips glibc's atfork handlers, which may take locks held by other
+    // Swift threads at the time of the fork.
+    return (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+}
+
+static void reset_signals(void) {
+    // Dispositions set to SIG_IGN and the blocked mask survive execve: give the jail a
+    // clean slate. Handlers cannot survive exec, so only SIG_IGN needs resetting.
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < 65; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        struct sigaction old;
+        if (sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN) sigaction(sig, &dfl, NULL);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+static int loopback_up(void) {
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return -1;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, "lo", 3);
+    int rc = ioctl(s, SIOCGIFFLAGS, &ifr);
+    if (rc == 0) {
+        ifr.ifr_flags |= IFF_UP;
+        rc = ioctl(s, SIOCSIFFLAGS, &ifr);
+    }
+    int saved = errno;
+    close(s);
+    errno = saved;
+    return rc;
+}
+
+static int run_op(const struct jl_op *op) {
+    switch (op->kind) {
+    case JL_OP_MOUNT:
+        return mount(op->source, op->target, op->fstype, op->flags, op->data);
+    case JL_OP_MKDIR:
+        if (mkdir(op->target, op->mode) == 0 || errno == EEXIST) return 0;
+        return -1;
+    case JL_OP_TOUCH: {
+        int fd = open(op->target, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, op->mode);
+        if (fd < 0) return -1;
+        close(fd);
+        return 0;
+    }
+    case JL_OP_SYMLINK:
+        return symlink(op->source, op->target);
+    case JL_OP_REMOUNT:
+        return mount(NULL, op->target, NULL, MS_REMOUNT | MS_BIND | op->flags, NULL);
+    default:
+        errno = EINVAL;
+        return -1;
+    }
+}
+
+// The part of the set-up shared by a new jail and by exec into a running one: the
+// process is already in the jail's namespaces and root; what is left is its identity,
+// its privileges and the program.
+__attribute__((noreturn)) static void become(const struct jl_plan *p, int error_fd) {
+    if (p->new_session && setsid() < 0) fail(error_fd, JL_STEP_SETSID, 0);
+    int fds[3] = {p->stdin_fd, p->stdout_fd, p->stderr_fd};
+    for (int i = 0; i < 3; i++) {
+        if (fds[i] < 0) continue;
+        if (fds[i] == i) {
+            if (fcntl(i, F_SETFD, 0) < 0) fail(error_fd, JL_STEP_STDIO, i);
+        } else if (dup2(fds[i], i) < 0) {
+            fail(error_fd, JL_STEP_STDIO, i);
+        }
+    }
+    for (size_t i = 0; i < p->n_rlimits; i++) {
+        struct rlimit rl = {.rlim_cur = p->rlimits[i].soft, .rlim_max = p->rlimits[i].hard};
+        if (setrlimit(p->rlimits[i].resource, &rl) < 0) fail(error_fd, JL_STEP_RLIMIT, (int)i);
+    }
+    if (p->drop_caps) {
+        for (int cap = 0; cap <= 63; cap++) {
+            if (p->keep_caps & (1ULL << cap)) continue;
+            // EINVAL: the kernel does not know this capability number, nothing to drop.
+            if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) fail(error_fd, JL_STEP_CAPS, cap);
+        }
+        // Lock the secure bits so that uid 0 inside gains nothing from exec or setuid:
+        // capabilities come only from the explicit sets below.
+        int bits = SECBIT_KEEP_CAPS | SECBIT_NO_SETUID_FIXUP | SECBIT_NOROOT | SECBIT_NO_SETUID_FIXUP_LOCKED |
+                   SECBIT_NOROOT_LOCKED | SECBIT_KEEP_CAPS_LOCKED;
+        if (prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) < 0) fail(error_fd, JL_STEP_CAPS, 100);
+    }
+    if (setgroups(p->n_groups, p->groups) < 0) fail(error_fd, JL_STEP_SETGROUPS, 0);
+    if (setresgid(p->gid, p->gid, p->gid) < 0) fail(error_fd, JL_STEP_SETGID, 0);
+    if (setresuid(p->uid, p->uid, p->uid) < 0) fail(error_fd, JL_STEP_SETUID, 0);
+    if (p->drop_caps) {
+        struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+        struct __user_cap_data_struct data[2];
+        memset(data, 0, sizeof data);
+        data[0].effective = data[0].permitted = data[0].inheritable = (uint32_t)(p->keep_caps & 0xffffffffu);
+        data[1].effective = data[1].permitted = data[1].inheritable = (uint32_t)(p->keep_caps >> 32);
+        if (syscall(SYS_capset, &hdr, data) < 0) fail(error_fd, JL_STEP_CAPS, 101);
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0) fail(error_fd, JL_STEP_CAPS, 102);
+        for (int cap = 0; cap <= 63; cap++) {
+            if (!(p->keep_caps & (1ULL << cap))) continue;
+            if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0) fail(error_fd, JL_STEP_CAPS, cap);
+        }
+    }
+    if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(error_fd, JL_STEP_NO_NEW_PRIVS, 0);
+    if (p->workdir && chdir(p->workdir) < 0) fail(error_fd, JL_STEP_WORKDIR, 0);
+    // Every descriptor above 2 is closed at exec; error_fd stays usable until then.
+    if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) fail(error_fd, JL_STEP_CLOSE_FDS, 0);
+    reset_signals();
+    if (p->seccomp_len > 0) {
+        struct sock_fprog prog = {.len = (unsigned short)p->seccomp_len, .filter = (struct sock_filter *)p->seccomp_filter};
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0) fail(error_fd, JL_STEP_SECCOMP, 0);
+    }
+    execve(p->path, p->argv, p->envp);
+    fail(error_fd, JL_STEP_EXEC, 0);
+}
+
+// The new jail: namespaces are fresh (clone flags); build the root and become the service.
+__attribute__((noreturn)) static void jail_child(const struct jl_plan *p, int go_fd, int error_fd) {
+    char go;
+    if (read_full(go_fd, &go, 1) != 1) fail(error_fd, JL_STEP_WAIT_PARENT, 0);
+    close(go_fd);
+    // After the parent moved us into the jail's cgroup, so that it becomes our root.
+    if (p->unshare_cgroup && unshare(CLONE_NEWCGROUP) < 0) fail(error_fd, JL_STEP_UNSHARE_CGROUP, 0);
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail(error_fd, JL_STEP_PROPAGATION, 0);
+    for (size_t i = 0; i < p->n_ops; i++)
+        if (run_op(&p->ops[i]) < 0) fail(error_fd, JL_STEP_OP, (int)i);
+    // pivot_root(".", ".") stacks the old root under the new one, so no put_old
+    // directory is needed in a read-only image; the old root is then detached.
+    if (chdir(p->root) < 0) fail(error_fd, JL_STEP_CHDIR_ROOT, 0);
+    if (syscall(SYS_pivot_root, ".", ".") < 0) fail(error_fd, JL_STEP_PIVOT_ROOT, 0);
+    if (umount2(".", MNT_DETACH) < 0) fail(error_fd, JL_STEP_UMOUNT_OLD, 0);
+    if (chdir("/") < 0) fail(error_fd, JL_STEP_CHDIR_ROOT, 1);
+    if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0) fail(error_fd, JL_STEP_HOSTNAME, 0);
+    if (p->loopback_up && loopback_up() < 0) fail(error_fd, JL_STEP_LOOPBACK, 0);
+    become(p, error_fd);
+}
+
+static pid_t clone_jail(const struct jl_plan *p, int go_fd, int error_fd) {
+    pid_t pid = (pid_t)syscall(SYS_clone, (unsigned long)p->clone_flags | SIGCHLD, 0, 0, 0, 0);
+    if (pid == 0) jail_child(p, go_fd, error_fd);
+    return pid;
+}
+
+// --- the monitor: waits for the jail and leaves its wait status in a file -------------
+
+static size_t format_u64(char *buf, unsigned long long v) {
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
+    return n;
+}
+
+__attribute__((noreturn)) static void monitor(const struct jl_plan *p, int status_dir_fd, int go_fd, int error_fd,
+                                              int go_w, int error_r, int info_w) {
+    close(go_w);
+    close(error_r);
+    setsid();
+    pid_t pid = clone_jail(p, go_fd, error_fd);
+    int e = pid < 0 ? errno : 0;
+    write_all(info_w, &pid, sizeof pid);
+    write_all(info_w, &e, sizeof e);
+    if (pid < 0) _exit(1);
+    // Keep nothing of the caller: not its terminal, not its descriptors.
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+    }
+    if (dup2(status_dir_fd, 3) < 0) _exit(1);
+    syscall(SYS_close_range, 4, ~0U, 0);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) _exit(1);
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    char buf[96];
+    size_t n = 0;
+    memcpy(buf, "status ", 7);
+    n += 7;
+    n += format_u64(buf + n, (unsigned long long)(unsigned)status);
+    memcpy(buf + n, "\nended_ms ", 10);
+    n += 10;
+    n += format_u64(buf + n, (unsigned long long)now.tv_sec * 1000ULL + (unsigned long long)now.tv_nsec / 1000000ULL);
+    buf[n++] = '\n';
+    int fd = openat(3, "exit.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd >= 0) {
+        write_all(fd, buf, n);
+        fsync(fd);
+        close(fd);
+        renameat(3, "exit.tmp", 3, "exit");
+    }
+    _exit(0);
+}
+
+// --- parent side --------------------------------------------------------------------
+
+int jl_spawn(const struct jl_plan *p, int status_dir_fd, struct jl_child *out) {
+    int go[2], err[2];
+    if (pipe2(go, O_CLOEXEC) < 0) return -errno;
+    if (pipe2(err, O_CLOEXEC) < 0) {
+        int e = errno;
+        close(go[0]);
+        close(go[1]);
+        return -e;
+    }
+    out->monitor = 0;
+    out->pid = -1;
+    int rc = 0;
+    if (status_dir_fd < 0) {
+        pid_t pid = clone_jail(p, go[0], err[1]);
+        if (pid < 0) rc = -errno;
+        out->pid = pid;
+    } else {
+        int info[2];
+        if (pipe2(info, O_CLOEXEC) < 0) {
+            rc = -errno;
+        } else {
+            pid_t m = raw_fork();
+            if (m == 0) monitor(p, status_dir_fd, go[0], err[1], go[1], err[0], info[1]);
+            int e = errno;
+            close(info[1]);
+            if (m < 0) {
+                rc = -e;
+            } else {
+                out->monitor = m;
+                pid_t pid = -1;
+                int cerr = 0;
+                if (read_full(info[0], &pid, sizeof pid) != sizeof pid || read_full(info[0], &cerr, sizeof cerr) != sizeof cerr)
+                    rc = -EPIPE;
+                else if (pid < 0)
+                    rc = -cerr;
+                out->pid = pid;
+            }
+            close(info[0]);
+        }
+    }
+    close(go[0]);
+    close(err[1]);
+    if (rc < 0) {
+        close(go[1]);
+        close(err[0]);
+        out->go_fd = out->error_fd = -1;
+        return rc;
+    }
+    out->go_fd = go[1];
+    out->error_fd = err[0];
+    return 0;
+}
+
+int jl_release(struct jl_child *c, struct jl_error *err) {
+    if (c->go_fd >= 0) {
+        char go = 'g';
+        ssize_t n;
+        do n = write(c->go_fd, &go, 1);
+        while (n < 0 && errno == EINTR);
+        close(c->go_fd);
+        c->go_fd = -1;
+    }
+    ssize_t n = read_full(c->error_fd, err, sizeof *err);
+    int e = errno;
+    close(c->error_fd);
+    c->error_fd = -1;
+    if (n < 0) return -e;
+    return n == (ssize_t)sizeof *err ? 1 : 0;
+}
+
+int jl_exec_in(const struct jl_plan *p, const int *ns_fds, const int *ns_types, size_t n_ns, int root_fd,
+               struct jl_error *err) {
+    int ep[2];
+    if (pipe2(ep, O_CLOEXEC) < 0) return -errno;
+    pid_t mid = raw_fork();
+    if (mid < 0) {
+        int e = errno;
+        close(ep[0]);
+        close(ep[1]);
+        return -e;
+    }
+    if (mid == 0) {
+        close(ep[0]);
+        // Nothing in the jail may ptrace or read the memory of this process while it
+        // still holds host state.
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        for (size_t i = 0; i < n_ns; i++)
+            if (setns(ns_fds[i], ns_types[i]) < 0) fail(ep[1], JL_STEP_SETNS, (int)i);
+        if (fchdir(root_fd) < 0 || chroot(".") < 0) fail(ep[1], JL_STEP_CHDIR_ROOT, 0);
+        // setns into a pid namespace applies to children only.
+        pid_t child = raw_fork();
+        if (child < 0) fail(ep[1], JL_STEP_FORK, 0);
+        if (child == 0) {
+            if (chdir("/") < 0) fail(ep[1], JL_STEP_CHDIR_ROOT, 1);
+            become(p, ep[1]);
+        }
+        close(ep[1]);
+        int status = 0;
+        while (waitpid(child, &status, 0) < 0)
+            if (errno != EINTR) _exit(127);
+        if (WIFSIGNALED(status)) {
+            // Die the same way, so the caller sees the jail command's signal.
+            signal(WTERMSIG(status), SIG_DFL);
+            prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+            kill(getpid(), WTERMSIG(status));
+        }
+        _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 127);
+    }
+    close(ep[1]);
+    ssize_t n = read_full(ep[0], err, sizeof *err);
+    close(ep[0]);
+    int status = 0;
+    while (waitpid(mid, &status, 0) < 0)
+        if (errno != EINTR) return -errno;
+    if (n == (ssize_t)sizeof *err) return -1000;
+    return status;
+}
+
+unsigned long long jl_proc_start_time(pid_t pid) {
+    char path[32] = "/proc/";
+    size_t n = 6 + format_u64(path + 6, (unsigned long long)pid);
+    memcpy(path + n, "/stat", 6);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char buf[1024];
+    ssize_t len = read_full(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (len <= 0) return 0;
+    buf[len] = 0;
+    // The command name may hold spaces and parentheses: fields count from the last ')'.
+    char *s = strrchr(buf, ')');
+    if (!s) return 0;
+    int field = 2;
+    for (char *c = s + 1; *c; c++) {
+        if (*c == ' ') {
+            field++;
+            if (field == 22) {
+                unsigned long long v = 0;
+                for (c++; *c >= '0' && *c <= '9'; c++) v = v * 10 + (unsigned long long)(*c - '0');
+                return v;
+            }
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,2 @@
+// JailKit: the library behind jailctl. Spec → validated model → image → launch plan →
+// launch → state. Each folder holds one step.

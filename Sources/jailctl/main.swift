@@ -1,0 +1,2 @@
+import JailKit
+print("jailctl")
