@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/openat2.h>
 #include <linux/seccomp.h>
 #include <linux/securebits.h>
 #include <net/if.h>
@@ -240,6 +241,8 @@ __attribute__((noreturn)) static void monitor(const struct jl_plan *p, int statu
     setsid();
     pid_t pid = clone_jail(p, go_fd, error_fd);
     int e = pid < 0 ? errno : 0;
+    pid_t self = getpid();
+    write_all(info_w, &self, sizeof self);
     write_all(info_w, &pid, sizeof pid);
     write_all(info_w, &e, sizeof e);
     if (pid < 0) _exit(1);
@@ -300,21 +303,30 @@ int jl_spawn(const struct jl_plan *p, int status_dir_fd, struct jl_child *out) {
         if (pipe2(info, O_CLOEXEC) < 0) {
             rc = -errno;
         } else {
-            pid_t m = raw_fork();
-            if (m == 0) monitor(p, status_dir_fd, go[0], err[1], go[1], err[0], info[1]);
+            // Double fork: the monitor is re-parented to init (or the nearest subreaper),
+            // so no caller, not even a long-running one, collects it as a zombie.
+            pid_t mid = raw_fork();
+            if (mid == 0) {
+                pid_t m = raw_fork();
+                if (m == 0) monitor(p, status_dir_fd, go[0], err[1], go[1], err[0], info[1]);
+                _exit(m < 0 ? 1 : 0);
+            }
             int e = errno;
             close(info[1]);
-            if (m < 0) {
+            if (mid < 0) {
                 rc = -e;
             } else {
-                out->monitor = m;
-                pid_t pid = -1;
+                int st = 0;
+                while (waitpid(mid, &st, 0) < 0 && errno == EINTR) {}
+                pid_t pid = -1, m = 0;
                 int cerr = 0;
-                if (read_full(info[0], &pid, sizeof pid) != sizeof pid || read_full(info[0], &cerr, sizeof cerr) != sizeof cerr)
+                if (read_full(info[0], &m, sizeof m) != sizeof m || read_full(info[0], &pid, sizeof pid) != sizeof pid ||
+                    read_full(info[0], &cerr, sizeof cerr) != sizeof cerr)
                     rc = -EPIPE;
                 else if (pid < 0)
                     rc = -cerr;
                 out->pid = pid;
+                out->monitor = m;
             }
             close(info[0]);
         }
@@ -423,4 +435,22 @@ unsigned long long jl_proc_start_time(pid_t pid) {
         }
     }
     return 0;
+}
+
+int jl_pidfd_open(pid_t pid) {
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    return fd < 0 ? -errno : fd;
+}
+
+int jl_pidfd_send_signal(int pidfd, int sig) {
+    return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
+int jl_open_in_root(int root_fd, const char *path, int flags, int no_symlinks) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = (unsigned long long)flags | O_CLOEXEC;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | (no_symlinks ? RESOLVE_NO_SYMLINKS : 0);
+    int fd = (int)syscall(SYS_openat2, root_fd, path, &how, sizeof how);
+    return fd < 0 ? -errno : fd;
 }

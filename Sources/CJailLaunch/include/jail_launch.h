@@ -135,6 +135,15 @@ int jl_release(struct jl_child *child, struct jl_error *err);
 int jl_exec_in(const struct jl_plan *plan, const int *ns_fds, const int *ns_types, size_t n_ns,
                int root_fd, struct jl_error *err);
 
+// pidfd wrappers (raw system calls Swift cannot reach: syscall() is variadic).
+// Return an fd or 0 on success, -errno on failure.
+int jl_pidfd_open(pid_t pid);
+int jl_pidfd_send_signal(int pidfd, int sig);
+
+// openat2 with RESOLVE_IN_ROOT: path resolves as if root_fd were "/", so neither ".."
+// nor an absolute symlink inside an image can lead outside it. Returns fd or -errno.
+int jl_open_in_root(int root_fd, const char *path, int flags, int no_symlinks);
+
 // Reads the start time (field 22 of /proc/PID/stat) in clock ticks; 0 when gone.
 unsigned long long jl_proc_start_time(pid_t pid);
 

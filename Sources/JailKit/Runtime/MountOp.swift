@@ -1,0 +1,63 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One step of a jail's filesystem set-up, as data: the C launcher runs the list in
+/// order inside the new mount namespace, before pivot_root. Paths are host paths below
+/// the new root; `description` prints them as the jail will see them.
+public struct MountOp: Equatable, Sendable {
+    public enum Kind: Int32, Sendable { case mount = 1, mkdir = 2, touch = 3, symlink = 4, remount = 5 }
+
+    public var kind: Kind
+    public var source: String?
+    public var target: String
+    public var fstype: String?
+    public var flags: UInt
+    public var data: String?
+    public var mode: UInt32
+
+    public init(_ kind: Kind, source: String? = nil, target: String, fstype: String? = nil, flags: UInt = 0,
+                data: String? = nil, mode: UInt32 = 0)
+    {
+        self.kind = kind
+        self.source = source
+        self.target = target
+        self.fstype = fstype
+        self.flags = flags
+        self.data = data
+        self.mode = mode
+    }
+
+    /// How the step reads in `--dry-run` output and in error messages, with the jail's
+    /// root shown as "/".
+    public func describe(root: String) -> String {
+        let t = MountOp.inside(target, root: root)
+        let opts = MountOp.flagNames(flags) + (data.map { [$0] } ?? [])
+        let o = opts.isEmpty ? "" : " (" + opts.joined(separator: ",") + ")"
+        switch kind {
+        case .mount:
+            if (flags & UInt(MS_BIND)) != 0 {
+                return "bind \(source.map { MountOp.inside($0, root: root) } ?? "?") on \(t)\(o)"
+            }
+            return "mount \(fstype ?? "?") on \(t)\(o)"
+        case .remount: return "remount \(t)\(o)"
+        case .mkdir: return "mkdir \(t) mode \(String(mode, radix: 8))"
+        case .touch: return "create \(t) mode \(String(mode, radix: 8))"
+        case .symlink: return "symlink \(t) -> \(source ?? "?")"
+        }
+    }
+
+    static func inside(_ path: String, root: String) -> String {
+        if path == root { return "/" }
+        if path.hasPrefix(root + "/") { return String(path.dropFirst(root.count)) }
+        return path
+    }
+
+    static func flagNames(_ flags: UInt) -> [String] {
+        let names: [(Int, String)] = [
+            (Int(MS_RDONLY), "ro"), (Int(MS_NOSUID), "nosuid"), (Int(MS_NODEV), "nodev"),
+            (Int(MS_NOEXEC), "noexec"), (Int(MS_REC), "rec"),
+        ]
+        return names.filter { (flags & UInt($0.0)) != 0 }.map(\.1)
+    }
+}

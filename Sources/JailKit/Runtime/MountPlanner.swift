@@ -1,0 +1,79 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A volume after validation: the host source and the absolute target inside the jail.
+public struct PlannedVolume: Equatable, Sendable {
+    public var source: String
+    public var target: String
+    public var readonly: Bool
+
+    public init(source: String, target: String, readonly: Bool) {
+        self.source = source
+        self.target = target
+        self.readonly = readonly
+    }
+}
+
+/// Computes the mount list of a jail: a pure function of the root, the volumes and the
+/// options, golden-tested and printed by `--dry-run`.
+public enum MountPlanner {
+    /// Device nodes of the jail's /dev, bind-mounted from the host's (mknod would need
+    /// CAP_MKNOD, which a user namespace does not grant; a bind works in both cases).
+    public static let devices = ["null", "zero", "full", "random", "urandom", "tty"]
+
+    public struct Options: Equatable, Sendable {
+        public var tmpSize = "64m"
+        public var runSize = "16m"
+        public var shmSize = "64m"
+        /// Extra read-only layer that holds mount points missing from the image; the root
+        /// then is an overlay of it over the image instead of a bind of the image.
+        public var mountpointLayer: String?
+        public init() {}
+    }
+
+    public static func plan(root: String, image: String, volumes: [PlannedVolume], options: Options = Options()) -> [MountOp] {
+        let nosuidNodev = UInt(MS_NOSUID | MS_NODEV)
+        var ops: [MountOp] = []
+        if let layer = options.mountpointLayer {
+            // Lower layers only: overlayfs makes such a mount read-only by itself.
+            ops.append(MountOp(.mount, source: "overlay", target: root, fstype: "overlay", flags: nosuidNodev,
+                               data: "lowerdir=\(layer):\(image)"))
+        } else {
+            ops.append(MountOp(.mount, source: image, target: root, flags: UInt(MS_BIND | MS_REC)))
+            ops.append(MountOp(.remount, target: root, flags: UInt(MS_RDONLY) | nosuidNodev))
+        }
+        ops.append(MountOp(.mount, source: "proc", target: root + "/proc", fstype: "proc",
+                           flags: UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC)))
+        ops.append(MountOp(.mount, source: "tmpfs", target: root + "/dev", fstype: "tmpfs",
+                           flags: UInt(MS_NOSUID | MS_NOEXEC), data: "mode=755,size=64k"))
+        for dev in devices {
+            ops.append(MountOp(.touch, target: root + "/dev/" + dev, mode: 0o666))
+            ops.append(MountOp(.mount, source: "/dev/" + dev, target: root + "/dev/" + dev, flags: UInt(MS_BIND)))
+        }
+        ops.append(MountOp(.mkdir, target: root + "/dev/pts", mode: 0o755))
+        ops.append(MountOp(.mount, source: "devpts", target: root + "/dev/pts", fstype: "devpts",
+                           flags: UInt(MS_NOSUID | MS_NOEXEC), data: "newinstance,ptmxmode=0666,mode=620"))
+        ops.append(MountOp(.symlink, source: "pts/ptmx", target: root + "/dev/ptmx"))
+        ops.append(MountOp(.mkdir, target: root + "/dev/shm", mode: 0o1777))
+        ops.append(MountOp(.mount, source: "tmpfs", target: root + "/dev/shm", fstype: "tmpfs",
+                           flags: nosuidNodev | UInt(MS_NOEXEC), data: "mode=1777,size=\(options.shmSize)"))
+        for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                               ("stderr", "/proc/self/fd/2")]
+        {
+            ops.append(MountOp(.symlink, source: target, target: root + "/dev/" + name))
+        }
+        // The /dev tmpfs is done: nothing in the jail may add to it.
+        ops.append(MountOp(.remount, target: root + "/dev", flags: UInt(MS_RDONLY | MS_NOSUID | MS_NOEXEC)))
+        ops.append(MountOp(.mount, source: "tmpfs", target: root + "/tmp", fstype: "tmpfs",
+                           flags: nosuidNodev | UInt(MS_NOEXEC), data: "mode=1777,size=\(options.tmpSize)"))
+        ops.append(MountOp(.mount, source: "tmpfs", target: root + "/run", fstype: "tmpfs",
+                           flags: nosuidNodev | UInt(MS_NOEXEC), data: "mode=755,size=\(options.runSize)"))
+        for v in volumes {
+            let target = root + v.target
+            ops.append(MountOp(.mount, source: v.source, target: target, flags: UInt(MS_BIND | MS_REC)))
+            ops.append(MountOp(.remount, target: target, flags: nosuidNodev | (v.readonly ? UInt(MS_RDONLY) : 0)))
+        }
+        return ops
+    }
+}

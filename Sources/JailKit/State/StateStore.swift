@@ -1,0 +1,135 @@
+import GRDB
+
+/// What jailctl knows about a jail between commands.
+public struct JailRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "jails"
+
+    public enum State: String, Codable, Sendable {
+        case running, exited, stopped
+    }
+
+    public var name: String
+    public var image: String
+    public var imageHash: String
+    public var state: State
+    public var pid: Int32
+    public var startTime: Int64
+    public var monitorPid: Int32
+    public var startedAt: Double
+    public var endedAt: Double?
+    /// The raw wait status, when the jail has exited.
+    public var exitStatus: Int32?
+    public var specFile: String
+}
+
+public struct ImageRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "images"
+    public var name: String
+    public var hash: String
+    public var builtAt: Double
+    public var files: Int
+    public var bytes: Int64
+    public var specFile: String
+}
+
+public struct EventRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "events"
+    public var id: Int64?
+    public var time: Double
+    public var jail: String
+    public var kind: String
+    public var detail: String
+}
+
+/// The SQLite state database (WAL), with migrations from the first version on.
+public final class StateStore: Sendable {
+    public let db: DatabaseQueue
+
+    public init(path: String) throws {
+        var config = Configuration()
+        // Several CLI calls may touch the database at once; wait instead of failing.
+        config.busyMode = .timeout(10)
+        do {
+            db = try DatabaseQueue(path: path, configuration: config)
+            try db.writeWithoutTransaction { try $0.execute(sql: "PRAGMA journal_mode=WAL") }
+            try Self.migrator.migrate(db)
+        } catch {
+            throw JailError(.state, "state database \(path): \(error)")
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.create(table: "images") { t in
+                t.column("name", .text).primaryKey()
+                t.column("hash", .text).notNull()
+                t.column("builtAt", .double).notNull()
+                t.column("files", .integer).notNull()
+                t.column("bytes", .integer).notNull()
+                t.column("specFile", .text).notNull()
+            }
+            try db.create(table: "jails") { t in
+                t.column("name", .text).primaryKey()
+                t.column("image", .text).notNull()
+                t.column("imageHash", .text).notNull()
+                t.column("state", .text).notNull()
+                t.column("pid", .integer).notNull()
+                t.column("startTime", .integer).notNull()
+                t.column("monitorPid", .integer).notNull()
+                t.column("startedAt", .double).notNull()
+                t.column("endedAt", .double)
+                t.column("exitStatus", .integer)
+                t.column("specFile", .text).notNull()
+            }
+            try db.create(table: "events") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("time", .double).notNull()
+                t.column("jail", .text).notNull().indexed()
+                t.column("kind", .text).notNull()
+                t.column("detail", .text).notNull()
+            }
+        }
+        return m
+    }
+
+    public func jail(_ name: String) throws -> JailRecord? {
+        try db.read { try JailRecord.fetchOne($0, key: name) }
+    }
+
+    public func jails() throws -> [JailRecord] {
+        try db.read { try JailRecord.order(Column("name")).fetchAll($0) }
+    }
+
+    public func save(_ record: JailRecord) throws {
+        try db.write { try record.save($0) }
+    }
+
+    public func deleteJail(_ name: String) throws {
+        _ = try db.write { try JailRecord.deleteOne($0, key: name) }
+    }
+
+    public func image(_ name: String) throws -> ImageRecord? {
+        try db.read { try ImageRecord.fetchOne($0, key: name) }
+    }
+
+    public func images() throws -> [ImageRecord] {
+        try db.read { try ImageRecord.order(Column("name")).fetchAll($0) }
+    }
+
+    public func save(_ record: ImageRecord) throws {
+        try db.write { try record.save($0) }
+    }
+
+    public func record(event kind: String, jail: String, detail: String, time: Double = wallClock()) throws {
+        try db.write { try EventRecord(id: nil, time: time, jail: jail, kind: kind, detail: detail).insert($0) }
+    }
+
+    public func events(jail: String? = nil, limit: Int = 100) throws -> [EventRecord] {
+        try db.read { db in
+            var q = EventRecord.order(Column("id").desc).limit(limit)
+            if let jail { q = q.filter(Column("jail") == jail) }
+            return try q.fetchAll(db).reversed()
+        }
+    }
+}

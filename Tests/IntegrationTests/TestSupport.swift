@@ -1,0 +1,73 @@
+import Glibc
+import Testing
+
+@testable import JailKit
+
+/// Integration tests need root and the real kernel. Without root they fail, loudly: a
+/// CI that silently skipped them would prove nothing.
+func requireRoot() throws {
+    if geteuid() != 0 {
+        Issue.record("integration tests need root (run scripts/test as root)")
+        throw JailError(.system, "not root")
+    }
+}
+
+/// A temporary directory that tests remove when done.
+struct TempDir {
+    let path: String
+    init(_ tag: String = "t") throws {
+        var template = Array("/tmp/jailctl-test-\(tag)-XXXXXX".utf8CString)
+        let made: String? = template.withUnsafeMutableBufferPointer { buf in
+            guard let base = buf.baseAddress, let p = mkdtemp(base) else { return nil }
+            return String(cString: p)
+        }
+        guard let made else { throw SystemError("mkdtemp") }
+        path = made
+        chmod(path, 0o755)
+    }
+    func remove() { try? FS.removeTree(path) }
+}
+
+/// The static probe (Tests/probe/probe.c), built once per test run with gcc -static.
+enum Probe {
+    static let source = String(#filePath).split(separator: "/").dropLast(2).map(String.init)
+        .reduce("") { $0 + "/" + $1 } + "/probe/probe.c"
+
+    static let binary: String = {
+        let out = "/tmp/jailctl-test-probe-\(getpid())"
+        let rc = run(["/usr/bin/gcc", "-static", "-O2", "-o", out, source])
+        precondition(rc == 0, "gcc -static of the probe failed; is gcc installed?")
+        return out
+    }()
+}
+
+/// Runs a host command and returns its exit status (tests only).
+@discardableResult
+func run(_ argv: [String], stdout: Int32 = -1) -> Int32 {
+    var pid: pid_t = 0
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    if stdout >= 0 { posix_spawn_file_actions_adddup2(&actions, stdout, 1) }
+    let cargs = argv.map { strdup($0) } + [nil]
+    defer { for p in cargs { free(p) } }
+    guard posix_spawn(&pid, argv[0], &actions, nil, cargs, environ) == 0 else { return -1 }
+    var status: Int32 = 0
+    waitpid(pid, &status, 0)
+    return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+}
+
+/// Reads a pipe to its end.
+func readPipe(_ fd: Int32) -> String {
+    (try? FS.readAll(fd, path: "pipe")).map { String(decoding: $0, as: UTF8.self) } ?? ""
+}
+
+/// Parses the probe's "key=value" lines.
+func probeReport(_ text: String) -> [String: String] {
+    var out: [String: String] = [:]
+    for line in text.split(separator: "\n") {
+        guard let eq = line.firstIndex(of: "=") else { continue }
+        out[String(line[..<eq])] = String(line[line.index(after: eq)...])
+    }
+    return out
+}

@@ -1,0 +1,136 @@
+// A static probe that runs inside test jails and reports what it sees, one
+// "key=value" line each, so the tests assert on the jail from the inside.
+// Usage: probe [report | exit N | sleep S | signal-self N]
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void pids(void) {
+    DIR *d = opendir("/proc");
+    printf("pids=");
+    if (d) {
+        struct dirent *e;
+        int first = 1;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+            printf(first ? "%s" : ",%s", e->d_name);
+            first = 0;
+        }
+        closedir(d);
+    }
+    printf("\n");
+}
+
+static void rootdir(void) {
+    DIR *d = opendir("/");
+    printf("root=");
+    if (d) {
+        struct dirent *e;
+        int first = 1;
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            printf(first ? "%s" : ",%s", e->d_name);
+            first = 0;
+        }
+        closedir(d);
+    }
+    printf("\n");
+}
+
+static void fds(void) {
+    DIR *d = opendir("/proc/self/fd");
+    printf("fds=");
+    if (d) {
+        int me = dirfd(d), first = 1;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] == '.' || atoi(e->d_name) == me) continue;
+            printf(first ? "%s" : ",%s", e->d_name);
+            first = 0;
+        }
+        closedir(d);
+    }
+    printf("\n");
+}
+
+static void status_line(const char *key) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[512];
+    if (!f) return;
+    size_t n = strlen(key);
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, key, n) && line[n] == ':') {
+            char *v = line + n + 1;
+            while (*v == ' ' || *v == '\t') v++;
+            v[strcspn(v, "\n")] = 0;
+            printf("%s=%s\n", key, v);
+        }
+    fclose(f);
+}
+
+static void writable(const char *path) {
+    char file[256];
+    snprintf(file, sizeof file, "%s/.probe-write", path);
+    int fd = open(file, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    printf("writable:%s=%s\n", path, fd >= 0 ? "yes" : strerror(errno));
+    if (fd >= 0) {
+        close(fd);
+        unlink(file);
+    }
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc > 2 && !strcmp(argv[1], "exit")) return atoi(argv[2]);
+    if (argc > 2 && !strcmp(argv[1], "sleep")) {
+        signal(SIGTERM, SIG_DFL);
+        printf("sleeping\n");
+        sleep((unsigned)atoi(argv[2]));
+        return 0;
+    }
+    if (argc > 2 && !strcmp(argv[1], "signal-self")) {
+        kill(getpid(), atoi(argv[2]));
+        return 99;
+    }
+    char host[256] = "";
+    gethostname(host, sizeof host);
+    printf("hostname=%s\n", host);
+    printf("pid=%d\nppid=%d\n", getpid(), getppid());
+    printf("uid=%d\ngid=%d\n", getuid(), getgid());
+    gid_t groups[64];
+    int ng = getgroups(64, groups);
+    printf("groups=");
+    for (int i = 0; i < ng; i++) printf(i ? ",%d" : "%d", groups[i]);
+    printf("\n");
+    char buf[4096];
+    ssize_t n = readlink("/proc/1/exe", buf, sizeof buf - 1);
+    buf[n > 0 ? n : 0] = 0;
+    printf("exe1=%s\n", n > 0 ? buf : strerror(errno));
+    if (getcwd(buf, sizeof buf)) printf("cwd=%s\n", buf);
+    printf("sid_is_self=%d\n", getsid(0) == getpid());
+    printf("no_new_privs=%d\n", prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0));
+    status_line("CapEff");
+    status_line("CapPrm");
+    status_line("CapBnd");
+    status_line("CapAmb");
+    status_line("CapInh");
+    status_line("Seccomp");
+    pids();
+    rootdir();
+    fds();
+    writable("/");
+    writable("/tmp");
+    writable("/etc");
+    for (int i = 2; i < argc; i++) writable(argv[i]);
+    extern char **environ;
+    for (char **e = environ; *e; e++) printf("env:%s\n", *e);
+    return 0;
+}
