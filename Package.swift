@@ -1,9 +1,10 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-// Warnings are errors in CI (scripts/test passes -warnings-as-errors); kept off here so a
-// developer's build of a dependency never fails on a new compiler's warning.
+// Warnings are errors in CI: scripts/test sets JAILCTL_STRICT=1. Only our own targets get
+// the flag, so a dependency's warning under a newer compiler never breaks the build.
 let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+    + (Context.environment["JAILCTL_STRICT"] == "1" ? [.unsafeFlags(["-warnings-as-errors"])] : [])
 
 let package = Package(
     name: "jailctl",

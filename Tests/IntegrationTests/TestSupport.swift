@@ -30,11 +30,12 @@ struct TempDir {
 
 /// The static probe (Tests/probe/probe.c), built once per test run with gcc -static.
 enum Probe {
-    static let source = String(#filePath).split(separator: "/").dropLast(2).map(String.init)
-        .reduce("") { $0 + "/" + $1 } + "/probe/probe.c"
+    static let tests = String(#filePath).split(separator: "/").dropLast(2).map(String.init).reduce("") { $0 + "/" + $1 }
+    static let source = tests + "/probe/probe.c"
 
     static let binary: String = {
-        let out = "/tmp/jailctl-test-probe-\(getpid())"
+        // Inside .build (ignored by git), not /tmp: nothing of a test run stays outside.
+        let out = tests + "/../.build/jailctl-probe"
         let rc = run(["/usr/bin/gcc", "-static", "-O2", "-o", out, source])
         precondition(rc == 0, "gcc -static of the probe failed; is gcc installed?")
         return out

@@ -1,0 +1,183 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Crypto
+
+/// Writes an ImagePlan into a fresh directory of the store, through directory fds that
+/// it created itself (O_EXCL, O_NOFOLLOW), so nothing planted in a source or target path
+/// redirects a write. Records every entry in a manifest and names the image by the hash
+/// of its content.
+struct ImageWriter {
+    struct Result {
+        var hash: String
+        var path: String
+        var files: Int
+        var bytes: Int64
+        var manifest: String
+    }
+
+    /// Largest single file and whole image accepted, against a spec that names
+    /// something huge by mistake.
+    var maxFileBytes: Int64 = 1 << 30
+    var maxTotalBytes: Int64 = 4 << 30
+
+    func write(_ plan: ImagePlan, store: String) throws -> Result {
+        let tmp = store + "/.build-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try check("mkdir \(tmp)", mkdir(tmp, 0o755))
+        var dirs = DirectoryFDs(rootPath: tmp)
+        do {
+            try dirs.openRoot()
+            var manifest: [String] = []
+            var contentLines: [String] = []
+            var files = 0
+            var bytes: Int64 = 0
+            for entry in plan.sorted {
+                guard entry.path.hasPrefix("/"), entry.path != "/" else {
+                    if entry.path == "/" { continue }
+                    throw JailError(.image, "image entry \(entry.path): not an absolute path")
+                }
+                let (parent, name) = split(entry.path)
+                let pfd = try dirs.directory(parent)
+                switch entry.kind {
+                case .directory:
+                    _ = try dirs.directory(entry.path)
+                    manifest.append("d\t\(entry.path)")
+                    contentLines.append("d\t\(entry.path)")
+                case .symlink(let target):
+                    try check("symlink \(entry.path) in image", symlinkat(target, pfd, name))
+                    manifest.append("l\t\(entry.path)\t\(target)")
+                    contentLines.append("l\t\(entry.path)\t\(target)")
+                case .file(let source):
+                    let (size, digest, mode, origin) = try copy(source, into: pfd, name: name, path: entry.path)
+                    files += 1
+                    bytes += size
+                    if bytes > maxTotalBytes { throw JailError(.image, "image exceeds \(maxTotalBytes) bytes at \(entry.path)") }
+                    let m = String(mode, radix: 8)
+                    manifest.append("f\t\(entry.path)\t\(m)\t\(size)\t\(digest)\t\(source)\t\(origin)")
+                    contentLines.append("f\t\(entry.path)\t\(m)\t\(digest)")
+                case .generated(let text):
+                    let data = Array(text.utf8)
+                    let fd = openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o444)
+                    if fd < 0 { throw SystemError("create \(entry.path) in image") }
+                    let ok = data.withUnsafeBytes { FS.writeAll(fd, $0.baseAddress, $0.count) }
+                    close(fd)
+                    if !ok { throw SystemError("write \(entry.path) in image") }
+                    let digest = hexDigest(SHA256.hash(data: data))
+                    files += 1
+                    bytes += Int64(data.count)
+                    manifest.append("g\t\(entry.path)\t444\t\(data.count)\t\(digest)")
+                    contentLines.append("g\t\(entry.path)\t444\t\(digest)")
+                }
+            }
+            // Directories become read-only last, once nothing more is written into them.
+            try dirs.sealAll()
+            let hash = hexDigest(SHA256.hash(data: Array(contentLines.joined(separator: "\n").utf8)))
+            let final = store + "/" + hash
+            let manifestText = manifest.joined(separator: "\n") + "\n"
+            if FS.exists(final) {
+                // The same content is already stored: keep the stored copy.
+                try FS.removeTree(tmp)
+            } else {
+                try FS.writeAtomically(final + ".manifest", manifestText)
+                try check("rename \(tmp)", rename(tmp, final))
+            }
+            return Result(hash: hash, path: final, files: files, bytes: bytes, manifest: manifestText)
+        } catch {
+            dirs.closeAll()
+            do { try FS.removeTree(tmp) } catch let cleanup {
+                throw JailError(.image, "\(error) (and removing \(tmp) failed: \(cleanup))")
+            }
+            throw error
+        }
+    }
+
+    private func split(_ path: String) -> (String, String) {
+        guard let slash = path.lastIndex(of: "/") else { return ("/", path) }
+        let parent = String(path[..<slash])
+        return (parent.isEmpty ? "/" : parent, String(path[path.index(after: slash)...]))
+    }
+
+    /// Copies a regular file, hashing it on the way; returns (size, sha256, mode, origin
+    /// "dev:ino:mtime" for staleness checks).
+    private func copy(_ source: String, into dirfd: Int32, name: String, path: String) throws -> (Int64, String, UInt32, String) {
+        let src = open(source, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        if src < 0 { throw SystemError("open \(source)") }
+        defer { close(src) }
+        var st = stat()
+        try check("stat \(source)", fstat(src, &st))
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw JailError(.image, "\(source): not a regular file") }
+        if Int64(st.st_size) > maxFileBytes { throw JailError(.image, "\(source): larger than \(maxFileBytes) bytes") }
+        // Read and execute bits only: no write, no setuid/setgid/sticky; file
+        // capabilities (an xattr) are not copied at all.
+        let mode = UInt32(st.st_mode) & 0o555
+        let dst = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(mode | 0o200))
+        if dst < 0 { throw SystemError("create \(path) in image") }
+        defer { close(dst) }
+        var hasher = SHA256()
+        var size: Int64 = 0
+        let bufSize = 1 << 18
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: bufSize, alignment: 16)
+        defer { buf.deallocate() }
+        while true {
+            let n = read(src, buf, bufSize)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("read \(source)")
+            }
+            if n == 0 { break }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(start: buf, count: n))
+            if !FS.writeAll(dst, buf, n) { throw SystemError("write \(path) in image") }
+            size += Int64(n)
+        }
+        try check("chmod \(path) in image", fchmod(dst, mode_t(mode)))
+        let origin = "\(st.st_dev):\(st.st_ino):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
+        return (size, hexDigest(hasher.finalize()), mode, origin)
+    }
+}
+
+func hexDigest<D: Sequence>(_ d: D) -> String where D.Element == UInt8 {
+    d.map { hex2($0) }.joined()
+}
+
+/// Directory fds of the tree being written, each opened with O_NOFOLLOW from its
+/// parent's fd, starting at a directory this process just created.
+private struct DirectoryFDs {
+    let rootPath: String
+    var fds: [String: Int32] = [:]
+
+    init(rootPath: String) { self.rootPath = rootPath }
+
+    mutating func openRoot() throws {
+        let fd = open(rootPath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0 { throw SystemError("open \(rootPath)") }
+        fds["/"] = fd
+    }
+
+    /// The fd of an image directory, creating missing ones (0755) on the way.
+    mutating func directory(_ path: String) throws -> Int32 {
+        if let fd = fds[path] { return fd }
+        guard let slash = path.lastIndex(of: "/") else { throw JailError(.image, "bad image path \(path)") }
+        let parentPath = slash == path.startIndex ? "/" : String(path[..<slash])
+        let name = String(path[path.index(after: slash)...])
+        let parent = try directory(parentPath)
+        if mkdirat(parent, name, 0o755) < 0 && errno != EEXIST { throw SystemError("mkdir \(path) in image") }
+        let fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0 { throw SystemError("open \(path) in image (a symlink where a directory is needed?)") }
+        fds[path] = fd
+        return fd
+    }
+
+    mutating func sealAll() throws {
+        // Children before parents does not matter for chmod; 0555 keeps everyone out of
+        // writing even if the store's own permissions were loosened.
+        for (path, fd) in fds {
+            if fchmod(fd, 0o555) < 0 { throw SystemError("chmod \(path) in image") }
+        }
+        closeAll()
+    }
+
+    mutating func closeAll() {
+        for fd in fds.values { close(fd) }
+        fds.removeAll()
+    }
+}

@@ -1,0 +1,474 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CJailLaunch
+import Logging
+
+/// A jail as `status` reports it, checked against the kernel.
+public struct JailStatus: Sendable, Equatable, Codable {
+    public enum State: String, Sendable, Codable { case running, exited, stopped }
+    public var name: String
+    public var state: State
+    public var pid: Int32?
+    public var image: String
+    public var imageHash: String
+    public var startedAt: Double?
+    public var endedAt: Double?
+    public var exitCode: Int32?
+    public var signal: Int32?
+
+    public var summary: String {
+        switch state {
+        case .running: return "running"
+        case .stopped: return "stopped"
+        case .exited:
+            if let s = signal { return "exited (signal \(s))" }
+            if let c = exitCode { return "exited (code \(c))" }
+            return "exited"
+        }
+    }
+}
+
+/// The jail lifecycle: `up` (validate, build, plan, launch, record, or roll back),
+/// `down`, `status`, `exec`. Each jail's operations are serialized by a lock file.
+public final class JailManager {
+    public let root: StateRoot
+    public let specsDirectory: String
+    public let state: StateStore
+    let logger: Logger
+
+    public init(root: StateRoot, specsDirectory: String, logger: Logger = Logger(label: "jailctl")) throws {
+        self.root = root
+        self.specsDirectory = specsDirectory
+        self.logger = logger
+        try root.prepare()
+        state = try StateStore(path: root.database)
+    }
+
+    public var images: ImageStore { ImageStore(root: root, state: state) }
+
+    // MARK: specs
+
+    /// Loads every spec; any error diagnostic refuses the operation with all messages.
+    public func loadSpecs() throws -> SpecSet {
+        let (set, diagnostics) = SpecLoader.load(directory: specsDirectory)
+        let errors = diagnostics.filter { $0.severity == .error }
+        for w in diagnostics where w.severity != .error { logger.warning("\(w.description)") }
+        if !errors.isEmpty {
+            throw JailError(.invalidSpec, errors.map(\.description).joined(separator: "\n"))
+        }
+        return set
+    }
+
+    func jailSpec(_ name: String, in set: SpecSet) throws -> JailSpec {
+        guard let spec = set.jails[name] else {
+            let known = set.jails.keys.sorted().joined(separator: ", ")
+            throw JailError(.notFound, "no jail named \(name) in \(specsDirectory)/Jails (known: \(known.isEmpty ? "none" : known))")
+        }
+        return spec
+    }
+
+    // MARK: images
+
+    /// Users and groups that the jails of an image run as, for its passwd and group.
+    static func identities(of image: String, in set: SpecSet) -> (users: [String], groups: [String]) {
+        var users: Set<String> = []
+        var groups: Set<String> = []
+        for j in set.jails.values where j.image == image {
+            if case .name(let n) = j.user { users.insert(n) }
+            if case .name(let g)? = j.group { groups.insert(g) }
+        }
+        return (users.sorted(), groups.sorted())
+    }
+
+    public func build(_ imageName: String, set: SpecSet? = nil, builder: ImageBuilder? = nil) throws -> ImageStore.BuildReport {
+        let set = try set ?? loadSpecs()
+        guard let spec = set.images[imageName] else {
+            throw JailError(.notFound, "no image named \(imageName) in \(specsDirectory)/Images")
+        }
+        let ids = Self.identities(of: imageName, in: set)
+        let report = try images.build(spec, users: ids.users, groups: ids.groups, builder: builder ?? ImageBuilder.host())
+        try state.record(event: "build", jail: "image:\(imageName)", detail: "\(report.record.hash) \(report.record.files) files")
+        return report
+    }
+
+    // MARK: lifecycle
+
+    public struct UpResult: Sendable {
+        public var status: JailStatus
+        public var alreadyRunning: Bool
+    }
+
+    /// Starts a jail detached, under a monitor that records its exit.
+    public func up(_ name: String) throws -> UpResult {
+        let lock = try JailLock(root: root, jail: name)
+        defer { lock.release() }
+        if let current = try status(of: name), current.state == .running {
+            return UpResult(status: current, alreadyRunning: true)
+        }
+        let set = try loadSpecs()
+        let spec = try jailSpec(name, in: set)
+        let prepared = try prepare(spec, set: set)
+        var undo = Rollback(logger: logger)
+        defer { undo.run() }
+        let run = root.jailRun(name)
+        try FS.removeTree(run)
+        try check("mkdir \(run)", mkdir(run, 0o700))
+        undo.add("remove \(run)") { try FS.removeTree(run) }
+        let plan = try launchPlan(spec, prepared: prepared)
+        let logFd = open(root.jailLog(name), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        if logFd < 0 { throw SystemError("open \(root.jailLog(name))") }
+        defer { close(logFd) }
+        let nullFd = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        if nullFd < 0 { throw SystemError("open /dev/null") }
+        defer { close(nullFd) }
+        let runFd = open(run, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if runFd < 0 { throw SystemError("open \(run)") }
+        defer { close(runFd) }
+        let started = wallClock()
+        let child = try Launcher.spawn(plan, stdio: .init(stdin: nullFd, stdout: logFd, stderr: logFd), statusDir: runFd)
+        undo.add("stop the jail") { try self.kill(pid: child.pid, startTime: child.startTime, signal: SIGKILL) }
+        let record = JailRecord(name: name, image: spec.image, imageHash: prepared.image.hash, state: .running,
+                                pid: child.pid, startTime: Int64(child.startTime), monitorPid: child.monitor,
+                                startedAt: started, endedAt: nil, exitStatus: nil, specFile: spec.file)
+        try state.save(record)
+        try state.record(event: "start", jail: name, detail: "pid \(child.pid) image \(spec.image)@\(prepared.image.hash.prefix(12))")
+        undo.commit()
+        return UpResult(status: status(from: record, exit: nil), alreadyRunning: false)
+    }
+
+    /// Runs a jail in the foreground, without a monitor, and returns its wait status.
+    /// The launch path of `scripts/bench` and of `jailctl run`.
+    public func runForeground(_ name: String, stdio: Launcher.Stdio = .inherit) throws -> Int32 {
+        let set = try loadSpecs()
+        let spec = try jailSpec(name, in: set)
+        let prepared = try prepare(spec, set: set)
+        let plan = try launchPlan(spec, prepared: prepared)
+        let child = try Launcher.spawn(plan, stdio: stdio, statusDir: nil)
+        var status: Int32 = 0
+        while waitpid(child.pid, &status, 0) < 0 && errno == EINTR {}
+        return status
+    }
+
+    public struct DownResult: Sendable {
+        public var wasRunning: Bool
+        public var status: JailStatus?
+    }
+
+    /// Stops a jail: stop_signal, stop_timeout, then SIGKILL to its pid 1 (which takes
+    /// every process of its pid namespace with it), and removes what `up` made.
+    public func down(_ name: String, timeout: Double? = nil) throws -> DownResult {
+        let lock = try JailLock(root: root, jail: name)
+        defer { lock.release() }
+        guard var record = try state.jail(name) else {
+            try FS.removeTree(root.jailRun(name))
+            return DownResult(wasRunning: false, status: nil)
+        }
+        let wasRunning = isAlive(record)
+        if wasRunning {
+            let signal = (try? loadSpecs()).flatMap { $0.jails[name]?.stopSignal } ?? SIGTERM
+            let grace = timeout ?? (try? loadSpecs()).flatMap { $0.jails[name]?.stopTimeout } ?? 10
+            try stop(record, signal: signal, grace: grace)
+        }
+        let exit = waitForExitFile(name, seconds: wasRunning ? 5 : 0)
+        if record.state == .running {
+            record.state = wasRunning ? .stopped : .exited
+            record.exitStatus = exit?.status
+            record.endedAt = exit?.endedAt ?? wallClock()
+        } else {
+            record.state = .stopped
+        }
+        try state.save(record)
+        try state.record(event: "stop", jail: name, detail: exit.map { "wait status \($0.status)" } ?? "no exit status")
+        try FS.removeTree(root.jailRun(name))
+        return DownResult(wasRunning: wasRunning, status: status(from: record, exit: exit))
+    }
+
+    // MARK: status
+
+    public func status(of name: String) throws -> JailStatus? {
+        guard let r = try state.jail(name) else { return nil }
+        return try refreshed(r)
+    }
+
+    public func statuses() throws -> [JailStatus] {
+        try state.jails().map { try refreshed($0) }
+    }
+
+    /// Checks a "running" record against the kernel and records an exit that happened
+    /// while nobody was looking.
+    func refreshed(_ r: JailRecord) throws -> JailStatus {
+        guard r.state == .running, !isAlive(r) else { return status(from: r, exit: nil) }
+        var r = r
+        let exit = waitForExitFile(r.name, seconds: 0.5)
+        r.state = .exited
+        r.exitStatus = exit?.status
+        r.endedAt = exit?.endedAt ?? wallClock()
+        try state.save(r)
+        try state.record(event: "exit", jail: r.name, detail: exit.map { "wait status \($0.status)" } ?? "exit status lost")
+        return status(from: r, exit: exit)
+    }
+
+    func status(from r: JailRecord, exit: ExitFile?) -> JailStatus {
+        let ws = r.exitStatus ?? exit?.status
+        let state: JailStatus.State = r.state == .running ? .running : (r.state == .stopped ? .stopped : .exited)
+        var s = JailStatus(name: r.name, state: state, pid: state == .running ? r.pid : nil, image: r.image,
+                           imageHash: r.imageHash, startedAt: r.startedAt, endedAt: r.endedAt)
+        if state != .running, let ws {
+            if ws & 0x7f == 0 { s.exitCode = (ws >> 8) & 0xff } else { s.signal = ws & 0x7f }
+        }
+        return s
+    }
+
+    func isAlive(_ r: JailRecord) -> Bool {
+        r.pid > 0 && jl_proc_start_time(r.pid) == UInt64(r.startTime)
+    }
+
+    // MARK: exec
+
+    /// Runs a command inside a running jail with the jail's user and root.
+    public func exec(_ name: String, argv: [String], stdio: Launcher.Stdio = .inherit) throws -> Int32 {
+        guard let record = try state.jail(name), isAlive(record) else {
+            throw JailError(.notFound, "jail \(name) is not running")
+        }
+        let set = try loadSpecs()
+        var spec = try jailSpec(name, in: set)
+        guard let first = argv.first else { throw JailError(.invalidSpec, "exec: no command given") }
+        let imagePath = root.store + "/" + record.imageHash
+        let path = first.contains("/") ? first : try findInPath(first, imageRoot: imagePath)
+        spec.command = [path] + argv.dropFirst()
+        let prepared = try prepare(spec, set: set, imageOverride: (record.imageHash, imagePath))
+        var plan = try launchPlan(spec, prepared: prepared)
+        plan.mounts = []
+        plan.newSession = false
+        return try Launcher.exec(plan, jailPid: record.pid, namespaces: plan.namespaces, stdio: stdio)
+    }
+
+    func findInPath(_ command: String, imageRoot: String) throws -> String {
+        for dir in ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+            if ImageFS.isExecutable(dir + "/" + command, imageRoot: imageRoot) { return dir + "/" + command }
+        }
+        throw JailError(.notFound, "\(command): not found in the jail's PATH")
+    }
+
+    // MARK: planning
+
+    struct Prepared {
+        var image: (hash: String, path: String)
+        var uid: UInt32
+        var gid: UInt32
+        var groups: [UInt32]
+        var home: String
+        var volumes: [PlannedVolume]
+        var missingTargets: [(String, Bool)]
+    }
+
+    /// Everything `up` must know before it makes anything: the image (built if
+    /// missing), ids, command and volumes checked. Errors here change nothing.
+    func prepare(_ spec: JailSpec, set: SpecSet, imageOverride: (String, String)? = nil) throws -> Prepared {
+        let image: (hash: String, path: String)
+        if let o = imageOverride {
+            image = o
+        } else if let (rec, path) = try images.path(of: spec.image) {
+            image = (rec.hash, path)
+        } else {
+            let report = try build(spec.image, set: set)
+            image = (report.record.hash, report.path)
+        }
+        let ids = IdentityFiles.load(imageRoot: image.path)
+        var userName: String?, uid: UInt32?, groupName: String?, gid: UInt32?
+        switch spec.user {
+        case .name(let n): userName = n
+        case .id(let i): uid = i
+        }
+        switch spec.group {
+        case .name(let n)?: groupName = n
+        case .id(let i)?: gid = i
+        case nil: break
+        }
+        guard let resolved = ids.resolve(user: userName, uid: uid, group: groupName, gid: gid) else {
+            throw JailError(.invalidSpec, "jail \(spec.name): unknown user \(spec.user)\(spec.group.map { " or group \($0)" } ?? "") in image \(spec.image)")
+        }
+        guard let command = spec.command.first, ImageFS.isExecutable(command, imageRoot: image.path) else {
+            throw JailError(.invalidSpec, "jail \(spec.name): command \(spec.command.first ?? "") is not an executable file in image \(spec.image)")
+        }
+        var volumes: [PlannedVolume] = []
+        var missing: [(String, Bool)] = []
+        for v in spec.volumes {
+            var st = stat()
+            guard stat(v.source, &st) == 0 else {
+                throw JailError(.invalidSpec, "jail \(spec.name): volume source \(v.source): \(strerrorString(errno))")
+            }
+            let isDir = (st.st_mode & S_IFMT) == S_IFDIR
+            switch ImageFS.lookup(v.target, imageRoot: image.path) {
+            case .directory where isDir, .file where !isDir: break
+            case .absent: missing.append((v.target, isDir))
+            case .symlink(let at):
+                throw JailError(.invalidSpec, "jail \(spec.name): volume target \(v.target): \(at) is a symlink in image \(spec.image)")
+            default:
+                throw JailError(.invalidSpec, "jail \(spec.name): volume target \(v.target) is a \(isDir ? "file" : "directory") in image \(spec.image), source \(v.source) is not")
+            }
+            volumes.append(PlannedVolume(source: v.source, target: v.target, readonly: v.readonly))
+        }
+        return Prepared(image: image, uid: resolved.uid, gid: resolved.gid, groups: resolved.groups, home: resolved.home,
+                        volumes: volumes, missingTargets: missing)
+    }
+
+    /// The complete launch plan of a jail (also what `inspect --dry-run` prints).
+    func launchPlan(_ spec: JailSpec, prepared p: Prepared) throws -> LaunchPlan {
+        var options = MountPlanner.Options()
+        var root = p.image.path
+        if !p.missingTargets.isEmpty {
+            // Mount points the image lacks live in a small per-jail layer under the run
+            // directory, laid over the image by overlayfs (read-only, lower layers only).
+            let run = self.root.jailRun(spec.name)
+            let layer = run + "/mountpoints"
+            root = run + "/root"
+            try FS.mkdirs(root, mode: 0o755)
+            for (target, isDir) in p.missingTargets {
+                if isDir {
+                    try FS.mkdirs(layer + target)
+                } else {
+                    try FS.mkdirs(layer + String(target[..<(target.lastIndex(of: "/") ?? target.startIndex)]))
+                    try FS.writeAtomically(layer + target, "")
+                }
+            }
+            options.mountpointLayer = layer
+        }
+        var env: [String: String] = ["PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                     "HOME": p.home, "TERM": "xterm"]
+        for (k, v) in spec.env { env[k] = v }
+        var plan = LaunchPlan(jail: spec.name, root: root, path: spec.command[0], argv: spec.command,
+                              environment: env.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
+        plan.mounts = MountPlanner.plan(root: root, image: p.image.path, volumes: p.volumes, options: options)
+        plan.hostname = spec.hostname
+        plan.uid = p.uid
+        plan.gid = p.gid
+        plan.groups = p.groups
+        plan.workdir = spec.workdir
+        plan.rlimits = [ResourceLimit(Int32(RLIMIT_CORE.rawValue), "core", soft: 0, hard: 0)]
+        return plan
+    }
+
+    /// The plan `up` would carry out, without making anything (for `--dry-run`).
+    public func dryRun(_ name: String) throws -> LaunchPlan {
+        let set = try loadSpecs()
+        let spec = try jailSpec(name, in: set)
+        guard let (rec, path) = try images.path(of: spec.image) else {
+            throw JailError(.notFound, "image \(spec.image) is not built yet (jailctl build \(spec.image))")
+        }
+        var p = try prepare(spec, set: set, imageOverride: (rec.hash, path))
+        p.missingTargets = []
+        return try launchPlan(spec, prepared: p)
+    }
+
+    // MARK: stopping
+
+    func stop(_ r: JailRecord, signal: Int32, grace: Double) throws {
+        let fd = jl_pidfd_open(r.pid)
+        if fd < 0 {
+            if -fd == ESRCH { return }
+            throw SystemError("pidfd_open \(r.pid)", errno: -fd)
+        }
+        defer { close(fd) }
+        // The pid might have been reused between the check and pidfd_open: the pidfd now
+        // pins a process, so check its start time once more before signalling it.
+        guard isAlive(r) else { return }
+        _ = jl_pidfd_send_signal(fd, signal)
+        if waitForExit(pidfd: fd, seconds: grace) { return }
+        logger.info("jail \(r.name) did not stop within \(grace)s of signal \(signal); killing it")
+        _ = jl_pidfd_send_signal(fd, SIGKILL)
+        _ = waitForExit(pidfd: fd, seconds: 10)
+    }
+
+    func kill(pid: Int32, startTime: UInt64, signal: Int32) throws {
+        let fd = jl_pidfd_open(pid)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        guard jl_proc_start_time(pid) == startTime else { return }
+        _ = jl_pidfd_send_signal(fd, signal)
+        _ = waitForExit(pidfd: fd, seconds: 5)
+    }
+
+    /// A pidfd becomes readable when its process exits: no polling.
+    func waitForExit(pidfd: Int32, seconds: Double) -> Bool {
+        var p = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
+        let deadline = monotonic() + seconds
+        while true {
+            let left = Int32(max(0, (deadline - monotonic()) * 1000))
+            let rc = poll(&p, 1, left)
+            if rc > 0 { return true }
+            if rc == 0 { return false }
+            if errno != EINTR { return false }
+        }
+    }
+
+    struct ExitFile {
+        var status: Int32
+        var endedAt: Double
+    }
+
+    /// The monitor writes "exit" within moments of the jail's end; wait that long.
+    func waitForExitFile(_ name: String, seconds: Double) -> ExitFile? {
+        let path = root.jailRun(name) + "/exit"
+        let deadline = monotonic() + seconds
+        var delay: UInt32 = 500
+        while true {
+            if let text = try? FS.readText(path) {
+                var status: Int32?
+                var ended: Double = wallClock()
+                for line in text.split(separator: "\n") {
+                    let f = line.split(separator: " ")
+                    guard f.count == 2 else { continue }
+                    if f[0] == "status" { status = Int32(f[1]) }
+                    if f[0] == "ended_ms", let ms = Double(f[1]) { ended = ms / 1000 }
+                }
+                if let status { return ExitFile(status: status, endedAt: ended) }
+            }
+            if monotonic() >= deadline { return nil }
+            usleep(delay)
+            delay = min(delay * 2, 20000)
+        }
+    }
+}
+
+/// Undo steps of a half-done operation, run in reverse unless committed. A failing
+/// undo step is logged and the rest still run.
+struct Rollback {
+    let logger: Logger
+    private var steps: [(String, () throws -> Void)] = []
+    private var committed = false
+
+    init(logger: Logger) { self.logger = logger }
+
+    mutating func add(_ what: String, _ step: @escaping () throws -> Void) { steps.append((what, step)) }
+    mutating func commit() { committed = true }
+
+    mutating func run() {
+        guard !committed else { return }
+        for (what, step) in steps.reversed() {
+            do { try step() } catch { logger.error("rollback: \(what) failed: \(error)") }
+        }
+        steps.removeAll()
+    }
+}
+
+/// An exclusive flock on locks/<jail>.lock: one operation per jail at a time.
+struct JailLock {
+    let fd: Int32
+
+    init(root: StateRoot, jail: String) throws {
+        let path = root.lockDir + "/" + jail + ".lock"
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        if fd < 0 { throw SystemError("open \(path)") }
+        while flock(fd, LOCK_EX) < 0 {
+            if errno != EINTR {
+                let e = errno
+                close(fd)
+                throw SystemError("flock \(path)", errno: e)
+            }
+        }
+    }
+
+    func release() { close(fd) }
+}

@@ -1,0 +1,238 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import JailKit
+
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Check spec files; print every error as FILE:LINE:COLUMN.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Jail or image names, or spec files (default: everything).")
+    var names: [String] = []
+
+    func run() throws {
+        let (set, diagnostics) = SpecLoader.load(directory: global.absolute(global.specs))
+        let selected = diagnostics.filter { d in
+            names.isEmpty || names.contains { n in d.file == n || d.file.hasSuffix("/" + n) || d.file.hasSuffix("/\(n).toml") }
+        }
+        for d in selected { print(d.description) }
+        for n in names where !n.hasSuffix(".toml") && set.jails[n] == nil && set.images[n] == nil
+            && !selected.contains(where: { $0.file.hasSuffix("/\(n).toml") })
+        {
+            print("\(n): error: no jail or image of that name")
+            throw ExitCode(1)
+        }
+        if selected.contains(where: { $0.severity == .error }) { throw ExitCode(1) }
+        print("ok: \(set.images.count) images, \(set.jails.count) jails")
+    }
+}
+
+struct Build: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Build images into the image store.")
+    @OptionGroup var global: GlobalOptions
+    @Flag(help: "Print every file of the image and why it is there, without building.")
+    var explain = false
+    @Argument(help: "Image names (default: all).")
+    var images: [String] = []
+
+    func run() throws {
+        try guarded {
+            let m = try global.manager()
+            let set = try m.loadSpecs()
+            let names = images.isEmpty ? set.images.keys.sorted() : images
+            for name in names {
+                if explain {
+                    guard let spec = set.images[name] else { throw JailError(.notFound, "no image named \(name)") }
+                    let ids = JailManager.identities(of: name, in: set)
+                    print(try ImageBuilder.host().plan(spec, users: ids.users, groups: ids.groups).explain(), terminator: "")
+                    continue
+                }
+                let r = try m.build(name, set: set)
+                print("\(name): \(r.record.files) files, \(r.record.bytes) bytes, \(String(format: "%.1f", r.seconds * 1000)) ms -> \(r.record.hash.prefix(12))")
+            }
+        }
+    }
+}
+
+struct Images: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List built images.")
+    @OptionGroup var global: GlobalOptions
+    @Flag var json = false
+
+    func run() throws {
+        try guarded {
+            let m = try global.manager()
+            let records = try m.state.images()
+            if json {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try enc.encode(records), as: UTF8.self))
+                return
+            }
+            print(pad("IMAGE", 16) + pad("HASH", 14) + pad("FILES", 8) + "BYTES")
+            for r in records { print(pad(r.name, 16) + pad(String(r.hash.prefix(12)), 14) + pad("\(r.files)", 8) + "\(r.bytes)") }
+        }
+    }
+}
+
+struct Up: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Start jails (building their images if needed).")
+    @OptionGroup var global: GlobalOptions
+    @Argument var names: [String]
+
+    func run() throws {
+        try guarded {
+            let m = try global.manager()
+            for name in names {
+                let r = try m.up(name)
+                if r.alreadyRunning {
+                    print("\(name): already running (pid \(r.status.pid ?? 0))")
+                } else {
+                    print("\(name): running (pid \(r.status.pid ?? 0), image \(r.status.image))")
+                }
+            }
+        }
+    }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a jail in the foreground until it exits; exit with its status.")
+    @OptionGroup var global: GlobalOptions
+    @Argument var name: String
+
+    func run() throws {
+        var status: Int32 = 0
+        try guarded {
+            status = try global.manager().runForeground(name)
+        }
+        throw ExitCode(exitCode(status))
+    }
+}
+
+func exitCode(_ ws: Int32) -> Int32 { (ws & 0x7f) == 0 ? (ws >> 8) & 0xff : 128 + (ws & 0x7f) }
+
+struct Down: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Stop jails and remove what up made.")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Seconds to wait after the stop signal (default: the jail's stop_timeout).")
+    var timeout: Double?
+    @Argument var names: [String]
+
+    func run() throws {
+        try guarded {
+            let m = try global.manager()
+            for name in names {
+                let r = try m.down(name, timeout: timeout)
+                print(r.wasRunning ? "\(name): stopped" : "\(name): not running")
+            }
+        }
+    }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show jails, checked against the kernel.")
+    @OptionGroup var global: GlobalOptions
+    @Flag var json = false
+    @Argument var name: String?
+
+    func run() throws {
+        try guarded {
+            let m = try global.manager()
+            var list = try m.statuses()
+            if let name {
+                list = list.filter { $0.name == name }
+                if list.isEmpty { throw JailError(.notFound, "jail \(name) was never started") }
+            }
+            if json {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try enc.encode(list), as: UTF8.self))
+                return
+            }
+            print(pad("JAIL", 16) + pad("STATE", 20) + pad("PID", 8) + pad("STARTED", 21) + "IMAGE")
+            for s in list {
+                let started = s.startedAt.map { formatTime($0) } ?? "-"
+                print(pad(s.name, 16) + pad(s.summary, 20) + pad(s.pid.map(String.init) ?? "-", 8) + pad(started, 21)
+                      + "\(s.image)@\(s.imageHash.prefix(12))")
+            }
+        }
+    }
+}
+
+struct Exec: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a command inside a running jail.")
+    @OptionGroup var global: GlobalOptions
+    @Argument var name: String
+    @Argument(parsing: .captureForPassthrough) var command: [String] = []
+
+    func run() throws {
+        var argv = command
+        if argv.first == "--" { argv.removeFirst() }
+        var status: Int32 = 0
+        try guarded {
+            status = try global.manager().exec(name, argv: argv)
+        }
+        throw ExitCode(exitCode(status))
+    }
+}
+
+struct Logs: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print a jail's output.")
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: .shortAndLong, help: "Keep printing what the jail writes.")
+    var follow = false
+    @Option(name: .short, help: "Only the last N lines.")
+    var lines: Int?
+    @Argument var name: String
+
+    func run() throws {
+        try guarded {
+            let m = try global.manager()
+            let path = m.root.jailLog(name)
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            if fd < 0 { throw JailError(.notFound, "no log for jail \(name) (\(path))") }
+            defer { close(fd) }
+            var buf = [UInt8](repeating: 0, count: 65536)
+            var all: [UInt8] = []
+            while true {
+                let n = read(fd, &buf, buf.count)
+                if n <= 0 { break }
+                all.append(contentsOf: buf[0..<n])
+            }
+            var text = String(decoding: all, as: UTF8.self)
+            if let lines {
+                text = text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines + 1).joined(separator: "\n")
+            }
+            FileHandle.standardOutput.write(Data(text.utf8))
+            while follow {
+                let n = read(fd, &buf, buf.count)
+                if n > 0 { FileHandle.standardOutput.write(Data(buf[0..<n])) } else { usleep(200_000) }
+            }
+        }
+    }
+}
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show a jail's launch plan (mounts, ids, limits) without running it.")
+    @OptionGroup var global: GlobalOptions
+    @Flag(help: "Print the plan that up would carry out.")
+    var dryRun = false
+    @Argument var name: String
+
+    func run() throws {
+        try guarded {
+            print(try global.manager().dryRun(name).render(), terminator: "")
+        }
+    }
+}
+
+func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
+
+func formatTime(_ t: Double) -> String {
+    var tt = time_t(t)
+    var tmv = tm()
+    localtime_r(&tt, &tmv)
+    var buf = [CChar](repeating: 0, count: 32)
+    strftime(&buf, buf.count, "%Y-%m-%d %H:%M:%S", &tmv)
+    let end = buf.firstIndex(of: 0) ?? buf.count
+    return String(decoding: buf[..<end].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}

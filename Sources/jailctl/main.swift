@@ -1,2 +1,0 @@
-import JailKit
-print("jailctl")
