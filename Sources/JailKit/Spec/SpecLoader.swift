@@ -1,0 +1,175 @@
+import Foundation
+import TOMLKit
+
+/// Reads spec files into validated models, collecting every diagnostic on the way.
+///
+/// A file with errors yields no model but all of its diagnostics; warnings never block.
+public enum SpecLoader {
+    public static let imagesDirectory = "Images"
+    public static let jailsDirectory = "Jails"
+    public static let fileExtension = ".toml"
+
+    // MARK: directory
+
+    /// Loads `directory/Images/*.toml` and `directory/Jails/*.toml`, then checks what spans
+    /// files (a jail's image must exist). Diagnostics come sorted by file and position.
+    public static func load(directory: String, hostChecks: Bool = true) -> (SpecSet, [SpecDiagnostic]) {
+        var set = SpecSet()
+        var diagnostics: [SpecDiagnostic] = []
+        let imagesPath = join(directory, imagesDirectory)
+        let jailsPath = join(directory, jailsDirectory)
+
+        let imageFiles = tomlFiles(in: imagesPath)
+        let jailFiles = tomlFiles(in: jailsPath)
+        if imageFiles == nil && jailFiles == nil {
+            diagnostics.append(
+                SpecDiagnostic(
+                    file: directory, line: 1, column: 1, field: "",
+                    message: "not a spec directory (no \(imagesDirectory)/ and no \(jailsDirectory)/)",
+                    valid: "a directory holding \(imagesDirectory)/*.toml and \(jailsDirectory)/*.toml"))
+            return (set, diagnostics)
+        }
+
+        // Every image file counts as existing for the cross-file check, even a broken one:
+        // its own diagnostics explain it, and "missing image" on top would mislead.
+        var imageNames = Set<String>()
+        for fileName in imageFiles ?? [] {
+            let name = String(fileName.dropLast(fileExtension.count))
+            imageNames.insert(name)
+            let file = join(imagesPath, fileName)
+            guard let source = read(file, into: &diagnostics) else { continue }
+            let (image, found) = parseImage(source: source, file: file, name: name, hostChecks: hostChecks)
+            diagnostics += found
+            if let image { set.images[name] = image }
+        }
+
+        for fileName in jailFiles ?? [] {
+            let name = String(fileName.dropLast(fileExtension.count))
+            let file = join(jailsPath, fileName)
+            guard let source = read(file, into: &diagnostics) else { continue }
+            var context = SpecContext(file: file, map: TOMLSourceMap(source: source), hostChecks: hostChecks)
+            let (jail, image) = decodeJail(source: source, name: name, context: &context)
+            if let image {
+                checkImageExists(image, images: imageNames, valid: Set(set.images.keys), context: &context)
+            }
+            diagnostics += sorted(context.diagnostics)
+            if let jail, !context.hasErrors { set.jails[name] = jail }
+        }
+        return (set, diagnostics)
+    }
+
+    // MARK: single files
+
+    public static func parseImage(
+        source: String, file: String, name: String, hostChecks: Bool = true
+    ) -> (ImageSpec?, [SpecDiagnostic]) {
+        var context = SpecContext(file: file, map: TOMLSourceMap(source: source), hostChecks: hostChecks)
+        let specName = checkName(name, context: &context)
+        guard let table = parseDocument(source, context: &context) else { return (nil, sorted(context.diagnostics)) }
+        var draft = ImageSchema.Draft()
+        context.decode(table, at: .root, fields: ImageSchema.fields, into: &draft, what: "an image file")
+        guard let specName, !context.hasErrors else { return (nil, sorted(context.diagnostics)) }
+        let image = ImageSpec(
+            name: specName.description, file: file, binaries: draft.binaries, files: draft.files,
+            directories: draft.directories, description: draft.description)
+        return (image, sorted(context.diagnostics))
+    }
+
+    /// Checks one jail file on its own; whether its image exists is `load`'s business.
+    public static func parseJail(source: String, file: String, name: String) -> (JailSpec?, [SpecDiagnostic]) {
+        var context = SpecContext(file: file, map: TOMLSourceMap(source: source), hostChecks: false)
+        let jail = decodeJail(source: source, name: name, context: &context).jail
+        return (context.hasErrors ? nil : jail, sorted(context.diagnostics))
+    }
+
+    /// Returns the image name whenever the `image` key itself is usable, even if other keys
+    /// have errors, so `load` can still report a missing image in the same run; callers drop
+    /// the jail when the context has errors.
+    static func decodeJail(source: String, name: String, context: inout SpecContext) -> (jail: JailSpec?, image: String?) {
+        let specName = checkName(name, context: &context)
+        guard let table = parseDocument(source, context: &context) else { return (nil, nil) }
+        var draft = JailSchema.Draft()
+        context.decode(table, at: .root, fields: JailSchema.fields, into: &draft, what: "a jail file")
+        guard let specName, let image = draft.image, let command = draft.command else { return (nil, draft.image) }
+        let jail = JailSpec(
+            name: specName.description, file: context.file, image: image, command: command,
+            user: draft.user, group: draft.group,
+            hostname: draft.hostname ?? SpecRules.defaultHostname(for: specName.base),
+            workdir: draft.workdir, env: draft.env, volumes: draft.volumes, stopSignal: draft.stopSignal,
+            stopTimeout: draft.stopTimeout, description: draft.description)
+        return (jail, image)
+    }
+
+    /// `images`: every image file found; `valid`: those that passed. A jail whose image file
+    /// exists but has errors is refused too, so that every jail of a `SpecSet` has its image
+    /// in the same set; the message then points at the image file instead of saying "missing".
+    static func checkImageExists(_ image: String, images: Set<String>, valid: Set<String>, context: inout SpecContext) {
+        let path = TOMLKeyPath.root.appending("image")
+        let file = "\(imagesDirectory)/\(image)\(fileExtension)"
+        guard images.contains(image) else {
+            let known = images.sorted()
+            let hint =
+                SpecRules.suggestion(for: image, among: known).map { "did you mean \"\($0)\"?" }
+                ?? (known.isEmpty ? "no images are defined; add \(file)" : "defined images: \(known.joined(separator: ", "))")
+            context.report(path, "no image \"\(image)\" (no file \(file))", valid: hint)
+            return
+        }
+        if !valid.contains(image) {
+            context.report(path, "image \"\(image)\" has errors", valid: "fix \(file) first")
+        }
+    }
+
+    // MARK: helpers
+
+    static func checkName(_ name: String, context: inout SpecContext) -> SpecName? {
+        let (specName, problem) = SpecName.parse(name)
+        if let problem {
+            // The name comes from the file name, so the whole file is the place to point at.
+            context.report(at: .start, field: "name", problem + " (taken from the file name)", valid: SpecName.validDescription)
+        }
+        return specName
+    }
+
+    static func parseDocument(_ source: String, context: inout SpecContext) -> [String: TOMLNode]? {
+        do {
+            let table = try TOMLTable(string: source)
+            guard case .table(let root) = TOMLNode(table: table) else { return nil }
+            return root
+        } catch let error as TOMLParseError {
+            let begin = error.source.begin
+            context.report(
+                at: SourcePosition(line: max(begin.line, 1), column: max(begin.column, 1)), field: "",
+                "TOML syntax error: \(error.description)", valid: "see https://toml.io/en/v1.0.0")
+            return nil
+        } catch {
+            context.report(at: .start, field: "", "TOML parser failed: \(error)", valid: "")
+            return nil
+        }
+    }
+
+    static func sorted(_ diagnostics: [SpecDiagnostic]) -> [SpecDiagnostic] {
+        diagnostics.sorted(by: SpecDiagnostic.reportOrder)
+    }
+
+    static func join(_ directory: String, _ name: String) -> String {
+        directory.hasSuffix("/") ? directory + name : directory + "/" + name
+    }
+
+    /// Sorted `*.toml` names in `path`, or nil when `path` is not a readable directory.
+    static func tomlFiles(in path: String) -> [String]? {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: path) else { return nil }
+        return names.filter { $0.hasSuffix(fileExtension) && !$0.hasPrefix(".") }.sorted()
+    }
+
+    static func read(_ file: String, into diagnostics: inout [SpecDiagnostic]) -> String? {
+        do {
+            return try String(contentsOfFile: file, encoding: .utf8)
+        } catch {
+            diagnostics.append(
+                SpecDiagnostic(
+                    file: file, line: 1, column: 1, field: "", message: "cannot read the file: \(error.localizedDescription)",
+                    valid: "a readable UTF-8 text file"))
+            return nil
+        }
+    }
+}
