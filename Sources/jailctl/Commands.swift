@@ -104,11 +104,11 @@ struct Run: ParsableCommand {
         try guarded {
             status = try global.manager().runForeground(name)
         }
-        throw ExitCode(exitCode(status))
+        throw ExitCode(waitStatusCode(status))
     }
 }
 
-func exitCode(_ ws: Int32) -> Int32 { (ws & 0x7f) == 0 ? (ws >> 8) & 0xff : 128 + (ws & 0x7f) }
+func waitStatusCode(_ ws: Int32) -> Int32 { (ws & 0x7f) == 0 ? (ws >> 8) & 0xff : 128 + (ws & 0x7f) }
 
 struct Down: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Stop jails and remove what up made.")
@@ -171,7 +171,7 @@ struct Exec: ParsableCommand {
         try guarded {
             status = try global.manager().exec(name, argv: argv)
         }
-        throw ExitCode(exitCode(status))
+        throw ExitCode(waitStatusCode(status))
     }
 }
 

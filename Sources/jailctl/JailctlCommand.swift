@@ -57,5 +57,6 @@ func guarded(_ body: () throws -> Void) throws {
 func printErr(_ s: String) {
     var line = s
     if !line.hasSuffix("\n") { line += "\n" }
-    fputs(line, stderr)
+    let bytes = Array(line.utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
 }

@@ -16,7 +16,7 @@ enum ImageFS {
         let rootFd = open(imageRoot, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard rootFd >= 0 else { return false }
         defer { close(rootFd) }
-        let fd = jl_open_in_root(rootFd, path, O_PATH, 0)
+        let fd = jl_open_in_root(rootFd, path, oPath, 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
         var st = stat()
@@ -34,7 +34,7 @@ enum ImageFS {
         var prefix = ""
         for (i, part) in parts.enumerated() {
             prefix += "/" + part
-            let fd = jl_open_in_root(rootFd, prefix, O_PATH | O_NOFOLLOW, 1)
+            let fd = jl_open_in_root(rootFd, prefix, oPath | O_NOFOLLOW, 1)
             if fd == -ENOENT { return .absent }
             if fd == -ELOOP { return .symlink(at: prefix) }
             guard fd >= 0 else { return .other }
@@ -51,3 +51,7 @@ enum ImageFS {
         return .directory
     }
 }
+
+/// O_PATH of <fcntl.h> (Linux, all architectures jailctl supports); Glibc's module
+/// does not export it.
+let oPath: Int32 = 0o10000000

@@ -71,7 +71,7 @@ public final class JailManager {
     // MARK: images
 
     /// Users and groups that the jails of an image run as, for its passwd and group.
-    static func identities(of image: String, in set: SpecSet) -> (users: [String], groups: [String]) {
+    public static func identities(of image: String, in set: SpecSet) -> (users: [String], groups: [String]) {
         var users: Set<String> = []
         var groups: Set<String> = []
         for j in set.jails.values where j.image == image {
