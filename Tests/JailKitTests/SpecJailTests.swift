@@ -200,7 +200,7 @@ import Testing
                 #"4:9 error: env.1X: "1X" is not a valid variable name"#,
                 "4:26 error: env.OK: expected a string, found an integer",
                 #"5:15 error: stop_signal: "SIGFOO" is not a signal name"#,
-                "6:16 error: stop_timeout: 0.0 is not a positive number of seconds",
+                "6:16 error: stop_timeout: 0 is not a positive number of seconds",
             ])
     }
 

@@ -214,16 +214,21 @@ enum JailSchema {
     static func decodeTimeout(_ value: TOMLNode, at path: TOMLKeyPath, context: inout SpecContext) -> Double? {
         let valid = valid("stop_timeout")
         let seconds: Double
+        let written: String  // as the user wrote it: "0", not "0.0"
         switch value {
-        case .integer(let number): seconds = Double(number)
-        case .float(let number): seconds = number
+        case .integer(let number):
+            seconds = Double(number)
+            written = String(number)
+        case .float(let number):
+            seconds = number
+            written = String(number)
         default:
             context.wrongType(value, at: path, expected: "a number", valid: valid)
             return nil
         }
         // `!(x > 0)` also catches nan; inf is refused as no timeout ever fires.
         guard seconds > 0, seconds.isFinite else {
-            context.report(path, "\(seconds) is not a positive number of seconds", valid: valid)
+            context.report(path, "\(written) is not a positive number of seconds", valid: valid)
             return nil
         }
         return seconds
