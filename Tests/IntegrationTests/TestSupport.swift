@@ -12,11 +12,12 @@ func requireRoot() throws {
     }
 }
 
-/// A temporary directory that tests remove when done.
+/// A temporary directory that tests remove when done. Under /var/tmp, not /tmp: an
+/// image copies `files` to the same path, and a jail's /tmp is a tmpfs of its own.
 struct TempDir {
     let path: String
     init(_ tag: String = "t") throws {
-        var template = Array("/tmp/jailctl-test-\(tag)-XXXXXX".utf8CString)
+        var template = Array("/var/tmp/jailctl-test-\(tag)-XXXXXX".utf8CString)
         let made: String? = template.withUnsafeMutableBufferPointer { buf in
             guard let base = buf.baseAddress, let p = mkdtemp(base) else { return nil }
             return String(cString: p)

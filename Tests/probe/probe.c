@@ -87,11 +87,17 @@ static void writable(const char *path) {
     }
 }
 
+static void on_term(int sig) {
+    (void)sig;
+    _exit(0);
+}
+
 int main(int argc, char **argv) {
+    // As pid 1 of a jail a signal without a handler is ignored: install one first thing.
+    signal(SIGTERM, on_term);
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc > 2 && !strcmp(argv[1], "exit")) return atoi(argv[2]);
     if (argc > 2 && !strcmp(argv[1], "sleep")) {
-        signal(SIGTERM, SIG_DFL);
         printf("sleeping\n");
         sleep((unsigned)atoi(argv[2]));
         return 0;

@@ -300,6 +300,11 @@ public final class JailManager {
                 throw JailError(.invalidSpec, "jail \(spec.name): volume source \(v.source): \(strerrorString(errno))")
             }
             let isDir = (st.st_mode & S_IFMT) == S_IFDIR
+            let volume = PlannedVolume(source: v.source, target: v.target, readonly: v.readonly, isDirectory: isDir)
+            if MountPlanner.tmpfsMounts.contains(where: { v.target.hasPrefix($0 + "/") }) {
+                volumes.append(volume)
+                continue
+            }
             switch ImageFS.lookup(v.target, imageRoot: image.path) {
             case .directory where isDir, .file where !isDir: break
             case .absent: missing.append((v.target, isDir))
@@ -308,7 +313,7 @@ public final class JailManager {
             default:
                 throw JailError(.invalidSpec, "jail \(spec.name): volume target \(v.target) is a \(isDir ? "file" : "directory") in image \(spec.image), source \(v.source) is not")
             }
-            volumes.append(PlannedVolume(source: v.source, target: v.target, readonly: v.readonly))
+            volumes.append(volume)
         }
         return Prepared(image: image, uid: resolved.uid, gid: resolved.gid, groups: resolved.groups, home: resolved.home,
                         volumes: volumes, missingTargets: missing)

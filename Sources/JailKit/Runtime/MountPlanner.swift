@@ -7,11 +7,13 @@ public struct PlannedVolume: Equatable, Sendable {
     public var source: String
     public var target: String
     public var readonly: Bool
+    public var isDirectory: Bool
 
-    public init(source: String, target: String, readonly: Bool) {
+    public init(source: String, target: String, readonly: Bool, isDirectory: Bool = true) {
         self.source = source
         self.target = target
         self.readonly = readonly
+        self.isDirectory = isDirectory
     }
 }
 
@@ -21,6 +23,10 @@ public enum MountPlanner {
     /// Device nodes of the jail's /dev, bind-mounted from the host's (mknod would need
     /// CAP_MKNOD, which a user namespace does not grant; a bind works in both cases).
     public static let devices = ["null", "zero", "full", "random", "urandom", "tty"]
+
+    /// The jail's own tmpfs mounts; volume targets below them need no mount point in
+    /// the image.
+    public static let tmpfsMounts = ["/tmp", "/run", "/dev/shm"]
 
     public struct Options: Equatable, Sendable {
         public var tmpSize = "64m"
@@ -71,6 +77,17 @@ public enum MountPlanner {
                            flags: nosuidNodev | UInt(MS_NOEXEC), data: "mode=755,size=\(options.runSize)"))
         for v in volumes {
             let target = root + v.target
+            if let base = tmpfsMounts.first(where: { v.target.hasPrefix($0 + "/") }) {
+                // Below a tmpfs of the jail the mount point is made at launch, inside it.
+                var path = root + base
+                let parts = v.target.dropFirst(base.count + 1).split(separator: "/")
+                for (i, part) in parts.enumerated() {
+                    path += "/" + part
+                    let last = i == parts.count - 1
+                    ops.append(last && !v.isDirectory ? MountOp(.touch, target: path, mode: 0o600)
+                                                      : MountOp(.mkdir, target: path, mode: 0o755))
+                }
+            }
             ops.append(MountOp(.mount, source: v.source, target: target, flags: UInt(MS_BIND | MS_REC)))
             ops.append(MountOp(.remount, target: target, flags: nosuidNodev | (v.readonly ? UInt(MS_RDONLY) : 0)))
         }

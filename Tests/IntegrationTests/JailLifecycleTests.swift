@@ -1,0 +1,143 @@
+import Glibc
+import Testing
+
+@testable import JailKit
+
+@Suite("Jail lifecycle (root)", .serialized)
+struct JailLifecycleTests {
+    @Test func upStatusExecDown() throws {
+        let f = try JailFixture("life")
+        defer { f.cleanUp() }
+        let data = f.dir.path + "/data"
+        try FS.mkdirs(data)
+        try f.sleeper("web", extra: """
+            hostname = "web-host"
+            [[volumes]]
+            source = "\(data)"
+            target = "/srv/data"
+            [[volumes]]
+            source = "\(data)"
+            target = "/tmp/ro"
+            readonly = true
+            """)
+        let up = try f.manager.up("web")
+        #expect(!up.alreadyRunning)
+        #expect(up.status.state == .running)
+        let again = try f.manager.up("web")
+        #expect(again.alreadyRunning)
+        #expect(try f.manager.status(of: "web")?.state == .running)
+
+        let (status, out) = try f.exec("web", [f.probe, "report", "/srv/data", "/tmp/ro"])
+        #expect(status == 0)
+        let r = probeReport(out)
+        #expect(r["hostname"] == "web-host")
+        // Only the jail's processes: its pid 1 and the probe itself.
+        let pids = Set((r["pids"] ?? "").split(separator: ",").compactMap { Int($0) })
+        #expect(pids.contains(1))
+        #expect(pids.count <= 3)
+        #expect(pids.allSatisfy { $0 < 100 })
+        #expect(r["exe1"] == f.probe)
+        #expect(r["root"]?.split(separator: ",").sorted() ==
+            ["bin", "dev", "etc", "lib", "lib64", "proc", "root", "run", "srv", "sys", "tmp", "usr", "var"])
+        #expect(r["writable:/"] == "Read-only file system")
+        #expect(r["writable:/etc"] == "Read-only file system")
+        #expect(r["writable:/tmp"] == "yes")
+        #expect(r["writable:/srv/data"] == "yes")
+        #expect(r["writable:/tmp/ro"] == "Read-only file system")
+        #expect(r["fds"] == "0,1,2")
+        #expect(r["CapEff"] == "0000000000000000")
+        #expect(!out.contains("env:JAILCTL"))
+
+        let (code, _) = try f.exec("web", [f.probe, "exit", "7"])
+        #expect(code >> 8 == 7)
+
+        let down = try f.manager.down("web")
+        #expect(down.wasRunning)
+        #expect(try f.manager.status(of: "web")?.state == .stopped)
+        #expect(hostMounts(under: f.dir.path).isEmpty)
+        #expect(processes(rootedUnder: f.dir.path).isEmpty)
+        #expect(!FS.exists(f.manager.root.jailRun("web")))
+        let second = try f.manager.down("web")
+        #expect(!second.wasRunning)
+    }
+
+    @Test func exitIsRecorded() throws {
+        let f = try JailFixture("exit")
+        defer { f.cleanUp() }
+        try f.jail("short", """
+            image = "probe"
+            command = ["\(f.probe)", "exit", "3"]
+            """)
+        _ = try f.manager.up("short")
+        var s = try f.manager.status(of: "short")
+        let deadline = monotonic() + 5
+        while s?.state == .running && monotonic() < deadline {
+            usleep(10_000)
+            s = try f.manager.status(of: "short")
+        }
+        #expect(s?.state == .exited)
+        #expect(s?.exitCode == 3)
+        #expect(s?.summary == "exited (code 3)")
+        _ = try f.manager.down("short")
+    }
+
+    @Test func outputGoesToTheLog() throws {
+        let f = try JailFixture("log")
+        defer { f.cleanUp() }
+        try f.jail("talk", """
+            image = "probe"
+            command = ["/bin/sh", "-c", "echo out-line; echo err-line >&2"]
+            """)
+        _ = try f.manager.up("talk")
+        _ = f.manager.waitForExitFile("talk", seconds: 5)
+        let log = try FS.readText(f.manager.root.jailLog("talk"))
+        #expect(log.contains("out-line\n"))
+        #expect(log.contains("err-line\n"))
+        _ = try f.manager.down("talk")
+    }
+
+    @Test func failedUpRollsBack() throws {
+        let f = try JailFixture("rollback")
+        defer { f.cleanUp() }
+        try FS.writeAtomically(f.dir.path + "/bin/garbage", "not a program\n", mode: 0o755)
+        try f.image("broken", """
+            binaries = ["/bin/sh"]
+            files = ["\(f.dir.path)/bin/garbage"]
+            """)
+        let cases: [(String, String, String)] = [
+            ("nouser", "image = \"probe\"\ncommand = [\"/bin/sh\"]\nuser = \"no-such-user\"", "unknown user no-such-user"),
+            ("nocmd", "image = \"probe\"\ncommand = [\"/bin/nope\"]", "command /bin/nope is not an executable file in image probe"),
+            ("novol", "image = \"probe\"\ncommand = [\"/bin/sh\"]\n[[volumes]]\nsource = \"\(f.dir.path)/missing\"\ntarget = \"/data\"",
+             "volume source \(f.dir.path)/missing: No such file or directory"),
+            ("noexec", "image = \"broken\"\ncommand = [\"\(f.dir.path)/bin/garbage\"]", "execve \(f.dir.path)/bin/garbage: Exec format error"),
+        ]
+        for (name, toml, message) in cases {
+            try f.jail(name, toml)
+            do {
+                _ = try f.manager.up(name)
+                Issue.record("up \(name) succeeded")
+            } catch {
+                #expect("\(error)".contains(message), "\(name): \(error)")
+            }
+            #expect(try f.manager.state.jail(name) == nil)
+            #expect(!FS.exists(f.manager.root.jailRun(name)))
+            #expect(hostMounts(under: f.dir.path).isEmpty)
+            #expect(processes(rootedUnder: f.dir.path).isEmpty)
+        }
+    }
+
+    @Test func fiftyCyclesLeaveNothing() throws {
+        let f = try JailFixture("cycles")
+        defer { f.cleanUp() }
+        try f.sleeper("cycle")
+        for _ in 0..<50 {
+            let up = try f.manager.up("cycle")
+            #expect(up.status.state == .running)
+            let down = try f.manager.down("cycle")
+            #expect(down.wasRunning)
+        }
+        #expect(hostMounts(under: f.dir.path).isEmpty)
+        #expect(processes(rootedUnder: f.dir.path).isEmpty)
+        #expect(try FS.list(f.manager.root.runDir).isEmpty)
+    }
+}
