@@ -37,7 +37,7 @@ public struct MountOp: Equatable, Sendable {
         switch kind {
         case .mount:
             if (flags & UInt(MS_BIND)) != 0 {
-                return "bind \(source.map { MountOp.inside($0, root: root) } ?? "?") on \(t)\(o)"
+                return "bind \(source ?? "?") on \(t)\(o)"
             }
             return "mount \(fstype ?? "?") on \(t)\(o)"
         case .remount: return "remount \(t)\(o)"
