@@ -180,7 +180,7 @@ struct Logs: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Flag(name: .shortAndLong, help: "Keep printing what the jail writes.")
     var follow = false
-    @Option(name: .short, help: "Only the last N lines.")
+    @Option(name: [.customShort("n"), .long], help: "Only the last N lines.")
     var lines: Int?
     @Argument var name: String
 
