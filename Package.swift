@@ -49,6 +49,8 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Benchmarks driven in-process (scripts/bench); not part of the product.
+        .executableTarget(name: "jailctl-bench", dependencies: ["JailKit"], swiftSettings: strict),
         .testTarget(name: "JailKitTests", dependencies: ["JailKit"], swiftSettings: strict),
         .testTarget(name: "IntegrationTests", dependencies: ["JailKit"], swiftSettings: strict),
     ]
