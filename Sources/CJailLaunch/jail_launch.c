@@ -203,7 +203,7 @@ __attribute__((noreturn)) static void jail_child(const struct jl_plan *p, int go
     if (p->unshare_cgroup && unshare(CLONE_NEWCGROUP) < 0) fail(error_fd, JL_STEP_UNSHARE_CGROUP, 0);
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail(error_fd, JL_STEP_PROPAGATION, 0);
     for (size_t i = 0; i < p->n_ops; i++)
-        if (run_op(&p->ops[i]) < 0) fail(error_fd, JL_STEP_OP, (int)i);
+        if (run_op(&p->ops[i]) < 0 && !(p->ops[i].optional && errno == ENOENT)) fail(error_fd, JL_STEP_OP, (int)i);
     // pivot_root(".", ".") stacks the old root under the new one, so no put_old
     // directory is needed in a read-only image; the old root is then detached.
     if (chdir(p->root) < 0) fail(error_fd, JL_STEP_CHDIR_ROOT, 0);

@@ -19,7 +19,7 @@ final class JailFixture {
         #expect(run(["/bin/cp", Probe.binary, dir.path + "/bin/probe"]) == 0)
         manager = try JailManager(root: StateRoot(path: dir.path + "/state"), specsDirectory: dir.path + "/specs")
         try image("probe", """
-            binaries = ["/bin/sh", "/bin/sleep", "/bin/cat", "/bin/ls"]
+            binaries = ["/bin/sh", "/bin/sleep", "/bin/cat", "/bin/ls", "/bin/chmod"]
             files = ["\(dir.path)/bin/probe"]
             """)
     }

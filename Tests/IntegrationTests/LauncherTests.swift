@@ -46,6 +46,7 @@ struct LauncherTests {
         #expect(r["hostname"] == "probe-host")
         #expect(r["pid"] == "1")
         #expect(r["pids"] == "1")
+        #expect(r["sid_is_self"] == "1")
         #expect(r["exe1"] == "/probe")
         #expect(r["root"]?.split(separator: ",").sorted() == ["data", "dev", "etc", "probe", "proc", "run", "tmp"])
         #expect(r["writable:/"] == "Read-only file system")

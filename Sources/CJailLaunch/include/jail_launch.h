@@ -30,6 +30,7 @@ struct jl_op {
     const char *data;
     unsigned long flags;
     unsigned int mode;
+    int optional;        // a missing target (ENOENT) skips the op instead of failing
 };
 
 // The steps a child can fail in; the parent turns (step, index, errno) into a message.

@@ -69,7 +69,7 @@ struct ImageWriter {
                     contentLines.append("g\t\(entry.path)\t444\t\(digest)")
                 }
             }
-            // Directories become read-only last, once nothing more is written into them.
+            // Directories get their final mode once nothing more is written into them.
             try dirs.sealAll()
             let hash = hexDigest(SHA256.hash(data: Array(contentLines.joined(separator: "\n").utf8)))
             let final = store + "/" + hash
@@ -168,10 +168,11 @@ private struct DirectoryFDs {
     }
 
     mutating func sealAll() throws {
-        // Children before parents does not matter for chmod; 0555 keeps everyone out of
-        // writing even if the store's own permissions were loosened.
+        // 0755, root-owned: read-only comes from the read-only mount of the image, and a
+        // jail with readonly_root = false writes into its own upper layer, where root
+        // without CAP_DAC_OVERRIDE still needs the owner's write bit.
         for (path, fd) in fds {
-            if fchmod(fd, 0o555) < 0 { throw SystemError("chmod \(path) in image") }
+            if fchmod(fd, 0o755) < 0 { throw SystemError("chmod \(path) in image") }
         }
         closeAll()
     }

@@ -321,15 +321,29 @@ public final class JailManager {
 
     /// The complete launch plan of a jail (also what `inspect --dry-run` prints).
     func launchPlan(_ spec: JailSpec, prepared p: Prepared) throws -> LaunchPlan {
+        let iso = spec.isolation
         var options = MountPlanner.Options()
+        options.tmpSize = String(iso.limits.tmpfsSize)
+        options.tmpExec = iso.filesystem.tmpExec
+        options.sys = iso.filesystem.sys
         var root = p.image.path
+        if !p.missingTargets.isEmpty || !iso.filesystem.readonlyRoot {
+            root = self.root.jailRun(spec.name) + "/root"
+            try FS.mkdirs(root, mode: 0o755)
+        }
+        if !iso.filesystem.readonlyRoot {
+            // Writes land in a per-jail upper layer under the run directory; the image
+            // stays untouched and shared. They are gone at `down`.
+            let run = self.root.jailRun(spec.name)
+            try FS.mkdirs(run + "/upper", mode: 0o755)
+            try FS.mkdirs(run + "/work", mode: 0o700)
+            options.writableLayer = (run + "/upper", run + "/work")
+        }
         if !p.missingTargets.isEmpty {
             // Mount points the image lacks live in a small per-jail layer under the run
             // directory, laid over the image by overlayfs (read-only, lower layers only).
             let run = self.root.jailRun(spec.name)
             let layer = run + "/mountpoints"
-            root = run + "/root"
-            try FS.mkdirs(root, mode: 0o755)
             for (target, isDir) in p.missingTargets {
                 if isDir {
                     try FS.mkdirs(layer + target)
@@ -351,8 +365,19 @@ public final class JailManager {
         plan.gid = p.gid
         plan.groups = p.groups
         plan.workdir = spec.workdir
-        plan.rlimits = [ResourceLimit(Int32(RLIMIT_CORE.rawValue), "core", soft: 0, hard: 0)]
+        plan.rlimits = Self.rlimits(iso.limits)
+        plan.keepCapabilities = iso.capabilities.compactMap { Capabilities.number(of: $0) }
         return plan
+    }
+
+    /// Core dumps off (they would land in the jail's writable places with the memory of
+    /// the service), open files and, where asked, processes and file size bounded.
+    static func rlimits(_ l: LimitsSpec) -> [ResourceLimit] {
+        var r = [ResourceLimit(Int32(RLIMIT_CORE.rawValue), "core", soft: 0, hard: 0),
+                 ResourceLimit(Int32(RLIMIT_NOFILE.rawValue), "nofile", soft: l.nofile, hard: l.nofile)]
+        if let n = l.nproc { r.append(ResourceLimit(6 /* RLIMIT_NPROC, not exported by Glibc */, "nproc", soft: n, hard: n)) }
+        if let f = l.fsize { r.append(ResourceLimit(Int32(RLIMIT_FSIZE.rawValue), "fsize", soft: f, hard: f)) }
+        return r
     }
 
     /// The plan `up` would carry out, without making anything (for `--dry-run`).

@@ -146,7 +146,8 @@ public enum Launcher {
         defer { arena.free() }
         var ops = plan.mounts.map { op in
             jl_op(kind: op.kind.rawValue, source: arena.dup(op.source), target: arena.dup(op.target),
-                  fstype: arena.dup(op.fstype), data: arena.dup(op.data), flags: op.flags, mode: op.mode)
+                  fstype: arena.dup(op.fstype), data: arena.dup(op.data), flags: op.flags, mode: op.mode,
+                  optional: op.optional ? 1 : 0)
         }
         var rlimits = plan.rlimits.map { jl_rlimit(resource: $0.resource, soft: $0.soft, hard: $0.hard) }
         var groups = plan.groups.map { gid_t($0) }

@@ -15,10 +15,13 @@ public struct MountOp: Equatable, Sendable {
     public var flags: UInt
     public var data: String?
     public var mode: UInt32
+    /// Skipped when the target does not exist (a /proc entry this kernel lacks).
+    public var optional: Bool
 
     public init(_ kind: Kind, source: String? = nil, target: String, fstype: String? = nil, flags: UInt = 0,
-                data: String? = nil, mode: UInt32 = 0)
+                data: String? = nil, mode: UInt32 = 0, optional: Bool = false)
     {
+        self.optional = optional
         self.kind = kind
         self.source = source
         self.target = target
@@ -33,7 +36,7 @@ public struct MountOp: Equatable, Sendable {
     public func describe(root: String) -> String {
         let t = MountOp.inside(target, root: root)
         let opts = MountOp.flagNames(flags) + (data.map { [$0] } ?? [])
-        let o = opts.isEmpty ? "" : " (" + opts.joined(separator: ",") + ")"
+        let o = (opts.isEmpty ? "" : " (" + opts.joined(separator: ",") + ")") + (optional ? " if present" : "")
         switch kind {
         case .mount:
             if (flags & UInt(MS_BIND)) != 0 {

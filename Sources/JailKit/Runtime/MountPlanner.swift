@@ -35,22 +35,62 @@ public enum MountPlanner {
         /// Extra read-only layer that holds mount points missing from the image; the root
         /// then is an overlay of it over the image instead of a bind of the image.
         public var mountpointLayer: String?
+        /// A writable root: overlayfs upper and work directories (readonly_root = false).
+        public var writableLayer: (upper: String, work: String)?
+        public var tmpExec = false
+        public var sys = false
         public init() {}
+
+        public static func == (a: Options, b: Options) -> Bool {
+            a.tmpSize == b.tmpSize && a.runSize == b.runSize && a.shmSize == b.shmSize && a.mountpointLayer == b.mountpointLayer
+                && a.writableLayer?.upper == b.writableLayer?.upper && a.writableLayer?.work == b.writableLayer?.work
+                && a.tmpExec == b.tmpExec && a.sys == b.sys
+        }
     }
+
+    /// /proc entries that reveal or change host state: hidden behind /dev/null (files)
+    /// or an empty read-only tmpfs (directories), as runc and crun do.
+    public static let maskedFiles = ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sysrq-trigger",
+                                     "/proc/latency_stats", "/proc/sched_debug", "/proc/kallsyms", "/proc/kpagecount",
+                                     "/proc/kpageflags", "/proc/kpagecgroup", "/proc/config.gz"]
+    public static let maskedDirectories = ["/proc/acpi", "/proc/scsi", "/proc/driver"]
+    /// Visible but read-only.
+    public static let readonlyProc = ["/proc/sys", "/proc/irq", "/proc/bus", "/proc/fs", "/proc/asound"]
 
     public static func plan(root: String, image: String, volumes: [PlannedVolume], options: Options = Options()) -> [MountOp] {
         let nosuidNodev = UInt(MS_NOSUID | MS_NODEV)
         var ops: [MountOp] = []
-        if let layer = options.mountpointLayer {
+        let lower = options.mountpointLayer.map { "\($0):\(image)" } ?? image
+        if let w = options.writableLayer {
+            ops.append(MountOp(.mount, source: "overlay", target: root, fstype: "overlay", flags: nosuidNodev,
+                               data: "lowerdir=\(lower),upperdir=\(w.upper),workdir=\(w.work)"))
+        } else if options.mountpointLayer != nil {
             // Lower layers only: overlayfs makes such a mount read-only by itself.
             ops.append(MountOp(.mount, source: "overlay", target: root, fstype: "overlay", flags: nosuidNodev,
-                               data: "lowerdir=\(layer):\(image)"))
+                               data: "lowerdir=\(lower)"))
         } else {
             ops.append(MountOp(.mount, source: image, target: root, flags: UInt(MS_BIND | MS_REC)))
             ops.append(MountOp(.remount, target: root, flags: UInt(MS_RDONLY) | nosuidNodev))
         }
-        ops.append(MountOp(.mount, source: "proc", target: root + "/proc", fstype: "proc",
-                           flags: UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC)))
+        let noexecAll = UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        // hidepid=invisible: users of one jail do not see each other's processes.
+        ops.append(MountOp(.mount, source: "proc", target: root + "/proc", fstype: "proc", flags: noexecAll,
+                           data: "hidepid=invisible"))
+        for f in maskedFiles {
+            ops.append(MountOp(.mount, source: "/dev/null", target: root + f, flags: UInt(MS_BIND), optional: true))
+        }
+        for d in maskedDirectories {
+            ops.append(MountOp(.mount, source: "tmpfs", target: root + d, fstype: "tmpfs",
+                               flags: noexecAll | UInt(MS_RDONLY), optional: true))
+        }
+        for d in readonlyProc {
+            ops.append(MountOp(.mount, source: root + d, target: root + d, flags: UInt(MS_BIND | MS_REC), optional: true))
+            ops.append(MountOp(.remount, target: root + d, flags: noexecAll | UInt(MS_RDONLY), optional: true))
+        }
+        if options.sys {
+            ops.append(MountOp(.mount, source: "sysfs", target: root + "/sys", fstype: "sysfs",
+                               flags: noexecAll | UInt(MS_RDONLY)))
+        }
         ops.append(MountOp(.mount, source: "tmpfs", target: root + "/dev", fstype: "tmpfs",
                            flags: UInt(MS_NOSUID | MS_NOEXEC), data: "mode=755,size=64k"))
         for dev in devices {
@@ -72,7 +112,7 @@ public enum MountPlanner {
         // The /dev tmpfs is done: nothing in the jail may add to it.
         ops.append(MountOp(.remount, target: root + "/dev", flags: UInt(MS_RDONLY | MS_NOSUID | MS_NOEXEC)))
         ops.append(MountOp(.mount, source: "tmpfs", target: root + "/tmp", fstype: "tmpfs",
-                           flags: nosuidNodev | UInt(MS_NOEXEC), data: "mode=1777,size=\(options.tmpSize)"))
+                           flags: nosuidNodev | (options.tmpExec ? 0 : UInt(MS_NOEXEC)), data: "mode=1777,size=\(options.tmpSize)"))
         ops.append(MountOp(.mount, source: "tmpfs", target: root + "/run", fstype: "tmpfs",
                            flags: nosuidNodev | UInt(MS_NOEXEC), data: "mode=755,size=\(options.runSize)"))
         for v in volumes {

@@ -12,6 +12,7 @@ enum JailSchema {
         var stopSignal: Int32 = JailSpec.defaultStopSignal
         var stopTimeout: Double = JailSpec.defaultStopTimeout
         var description: String?
+        var isolation = IsolationSpec()
     }
 
     struct VolumeDraft: Sendable {
@@ -20,7 +21,9 @@ enum JailSchema {
         var readonly = false
     }
 
-    static let fields: [SpecField<Draft>] = [
+    static let fields: [SpecField<Draft>] = baseFields + IsolationSchema.fields
+
+    static let baseFields: [SpecField<Draft>] = [
         SpecField("image", required: true, valid: "the name of a file in Images/ without .toml, e.g. \"shell\"") {
             value, path, draft, context in
             guard let name = context.string(value, at: path, valid: valid("image")) else { return }

@@ -18,6 +18,7 @@ public struct JailSpec: Sendable, Equatable, Hashable {
     /// Seconds, > 0.
     public var stopTimeout: Double
     public var description: String?
+    public var isolation = IsolationSpec()
 
     public static let defaultUser = IDRef.name("root")
     public static let defaultWorkdir = "/"

@@ -91,12 +91,13 @@ public enum SpecLoader {
         var draft = JailSchema.Draft()
         context.decode(table, at: .root, fields: JailSchema.fields, into: &draft, what: "a jail file")
         guard let specName, let image = draft.image, let command = draft.command else { return (nil, draft.image) }
-        let jail = JailSpec(
+        var jail = JailSpec(
             name: specName.description, file: context.file, image: image, command: command,
             user: draft.user, group: draft.group,
             hostname: draft.hostname ?? SpecRules.defaultHostname(for: specName.base),
             workdir: draft.workdir, env: draft.env, volumes: draft.volumes, stopSignal: draft.stopSignal,
             stopTimeout: draft.stopTimeout, description: draft.description)
+        jail.isolation = draft.isolation
         return (jail, image)
     }
 
