@@ -199,6 +199,10 @@ __attribute__((noreturn)) static void jail_child(const struct jl_plan *p, int go
     char go;
     if (read_full(go_fd, &go, 1) != 1) fail(error_fd, JL_STEP_WAIT_PARENT, 0);
     close(go_fd);
+    // In a new user namespace the parent has written our id maps by now; become root of
+    // it, so files we create (tmpfs /dev, mount points) belong to a mapped id.
+    if ((p->clone_flags & CLONE_NEWUSER) && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
+        fail(error_fd, JL_STEP_SETUID, 1);
     // After the parent moved us into the jail's cgroup, so that it becomes our root.
     if (p->unshare_cgroup && unshare(CLONE_NEWCGROUP) < 0) fail(error_fd, JL_STEP_UNSHARE_CGROUP, 0);
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail(error_fd, JL_STEP_PROPAGATION, 0);

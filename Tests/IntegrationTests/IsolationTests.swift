@@ -61,3 +61,61 @@ struct IsolationTests {
         #expect(!FS.exists(f.manager.root.jailRun("loose")))
     }
 }
+
+@Suite("User namespaces (root)", .serialized)
+struct UserNamespaceTests {
+    /// The host's view of a process's ids: "Uid: real effective saved fs".
+    func hostUid(_ pid: Int32) -> String? {
+        let status = (try? FS.readText("/proc/\(pid)/status")) ?? ""
+        return status.split(separator: "\n").first { $0.hasPrefix("Uid:") }.map {
+            String($0.split(separator: "\t").dropFirst().first ?? "")
+        }
+    }
+
+    @Test func tenantsAreNobodyOutsideAndStrangersToEachOther() throws {
+        let f = try JailFixture("userns")
+        defer { f.cleanUp() }
+        let shared = f.dir.path + "/shared"
+        try FS.mkdirs(shared + "/a-private")
+        try FS.writeAtomically(shared + "/host-file", "host\n", mode: 0o644)
+        let volume = """
+            userns = true
+            [[volumes]]
+            source = "\(shared)"
+            target = "/shared"
+            """
+        try f.sleeper("tenant-a", extra: volume)
+        try f.sleeper("tenant-b", extra: volume)
+        let a = try f.manager.up("tenant-a").status
+        let b = try f.manager.up("tenant-b").status
+        let rangeA = try f.manager.state.idRange(for: "tenant-a")
+        let rangeB = try f.manager.state.idRange(for: "tenant-b")
+        #expect(rangeA.base != rangeB.base)
+        #expect(rangeA.base >= StateStore.idRangeStart)
+        // Root inside, an unprivileged stranger outside.
+        #expect(hostUid(a.pid ?? -1) == "\(rangeA.base)")
+        #expect(hostUid(b.pid ?? -1) == "\(rangeB.base)")
+        let (_, inside) = try f.exec("tenant-a", [f.probe, "report"])
+        #expect(probeReport(inside)["uid"] == "0")
+
+        // A's private directory, owned by A's root with mode 0700.
+        try check("chown", chown(shared + "/a-private", rangeA.base, rangeA.base))
+        chmod(shared + "/a-private", 0o700)
+        let (wa, _) = try f.exec("tenant-a", ["/bin/sh", "-c", "echo secret > /shared/a-private/key"])
+        #expect(wa == 0)
+        let (rb, out) = try f.exec("tenant-b", ["/bin/cat", "/shared/a-private/key"])
+        #expect(rb != 0)
+        #expect(out.contains("Permission denied"))
+        // Host files are not writable by either root.
+        let (wh, _) = try f.exec("tenant-b", ["/bin/sh", "-c", "echo x >> /shared/host-file"])
+        #expect(wh != 0)
+        #expect(try FS.readText(shared + "/host-file") == "host\n")
+        // B cannot see A's processes at all.
+        let (_, ps) = try f.exec("tenant-b", [f.probe, "report"])
+        #expect(probeReport(ps)["pids"]?.split(separator: ",").count ?? 0 <= 2)
+        _ = try f.manager.down("tenant-a")
+        _ = try f.manager.down("tenant-b")
+        // The range stays leased to the jail across restarts.
+        #expect(try f.manager.state.idRange(for: "tenant-a").base == rangeA.base)
+    }
+}

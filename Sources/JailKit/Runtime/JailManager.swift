@@ -113,7 +113,9 @@ public final class JailManager {
         defer { undo.run() }
         let run = root.jailRun(name)
         try FS.removeTree(run)
-        try check("mkdir \(run)", mkdir(run, 0o700))
+        // 0711: a jail in a user namespace is "other" to these directories and must pass
+        // through them to its root; nothing here is listable.
+        try check("mkdir \(run)", mkdir(run, 0o711))
         undo.add("remove \(run)") { try FS.removeTree(run) }
         let plan = try launchPlan(spec, prepared: prepared)
         let logFd = open(root.jailLog(name), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
@@ -331,12 +333,17 @@ public final class JailManager {
             root = self.root.jailRun(spec.name) + "/root"
             try FS.mkdirs(root, mode: 0o755)
         }
+        let idMap = iso.userns ? try state.idRange(for: spec.name) : nil
         if !iso.filesystem.readonlyRoot {
             // Writes land in a per-jail upper layer under the run directory; the image
             // stays untouched and shared. They are gone at `down`.
             let run = self.root.jailRun(spec.name)
             try FS.mkdirs(run + "/upper", mode: 0o755)
             try FS.mkdirs(run + "/work", mode: 0o700)
+            if let m = idMap {
+                // The jail's root must own its upper layer to write into it.
+                for d in ["/upper", "/work"] { try check("chown \(run + d)", chown(run + d, m.base, m.base)) }
+            }
             options.writableLayer = (run + "/upper", run + "/work")
         }
         if !p.missingTargets.isEmpty {
@@ -367,6 +374,10 @@ public final class JailManager {
         plan.workdir = spec.workdir
         plan.rlimits = Self.rlimits(iso.limits)
         plan.keepCapabilities = iso.capabilities.compactMap { Capabilities.number(of: $0) }
+        if let m = idMap {
+            plan.namespaces.insert(.user)
+            plan.idMap = m
+        }
         return plan
     }
 

@@ -21,7 +21,7 @@ public struct Namespaces: OptionSet, Sendable, Hashable {
     public static let jail: Namespaces = [.mount, .pid, .uts, .ipc, .net, .cgroup]
 
     var names: [String] {
-        let all: [(Namespaces, String)] = [(.mount, "mnt"), (.pid, "pid"), (.uts, "uts"), (.ipc, "ipc"), (.net, "net"), (.cgroup, "cgroup")]
+        let all: [(Namespaces, String)] = [(.user, "user"), (.mount, "mnt"), (.pid, "pid"), (.uts, "uts"), (.ipc, "ipc"), (.net, "net"), (.cgroup, "cgroup")]
         return all.filter { contains($0.0) }.map(\.1)
     }
 }
@@ -65,6 +65,8 @@ public struct LaunchPlan: Sendable {
     public var argv: [String]
     public var environment: [String]
     public var newSession = true
+    /// With a user namespace: the host uid and gid that are 0 inside, and how many follow.
+    public var idMap: (base: UInt32, size: UInt32)?
 
     public init(jail: String, root: String, path: String, argv: [String], environment: [String]) {
         self.jail = jail
@@ -82,6 +84,7 @@ public struct LaunchPlan: Sendable {
         lines.append("root \(root)")
         for op in mounts { lines.append("  " + op.describe(root: root)) }
         lines.append("pivot_root \(root)")
+        if let m = idMap { lines.append("userns 0-\(m.size - 1) -> host \(m.base)-\(m.base + m.size - 1)") }
         if let h = hostname { lines.append("hostname \(h)") }
         lines.append("uid \(uid) gid \(gid) groups \(groups.map(String.init).joined(separator: ","))")
         for r in rlimits { lines.append("rlimit \(r.name) \(r.soft) \(r.hard)") }

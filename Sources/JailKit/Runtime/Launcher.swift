@@ -42,6 +42,7 @@ public enum Launcher {
             if rc < 0 { throw JailError(.launchFailed, "jail \(plan.jail): clone: \(strerrorString(-rc))") }
             let startTime = jl_proc_start_time(child.pid)
             do {
+                if let m = plan.idMap { try writeIDMaps(pid: child.pid, base: m.base, size: m.size) }
                 try outside(child.pid)
             } catch {
                 // The child is parked at sync point 1; closing go_fd makes it fail there.
@@ -66,7 +67,7 @@ public enum Launcher {
     public static func exec(_ plan: LaunchPlan, jailPid: Int32, namespaces: Namespaces, stdio: Stdio) throws -> Int32 {
         // The user namespace would come first, then the rest; mnt last so that the
         // /proc paths above stay reachable while joining.
-        let order: [(Namespaces, String)] = [(.ipc, "ipc"), (.uts, "uts"), (.net, "net"), (.pid, "pid"), (.cgroup, "cgroup"), (.mount, "mnt")]
+        let order: [(Namespaces, String)] = [(.user, "user"), (.ipc, "ipc"), (.uts, "uts"), (.net, "net"), (.pid, "pid"), (.cgroup, "cgroup"), (.mount, "mnt")]
         var fds: [Int32] = []
         var types: [Int32] = []
         defer { for fd in fds { close(fd) } }
@@ -87,6 +88,21 @@ public enum Launcher {
             if rc == -1000 { throw JailError(.launchFailed, "exec in jail \(plan.jail): \(describe(err, plan: plan))") }
             if rc < 0 { throw JailError(.launchFailed, "exec in jail \(plan.jail): \(strerrorString(-rc))") }
             return rc
+        }
+    }
+
+    /// Root inside is `base` outside; the parent writes the maps while the child waits,
+    /// as root of the parent namespace, so setgroups stays allowed inside.
+    static func writeIDMaps(pid: Int32, base: UInt32, size: UInt32) throws {
+        for file in ["uid_map", "gid_map"] {
+            let path = "/proc/\(pid)/\(file)"
+            let fd = open(path, O_WRONLY | O_CLOEXEC)
+            if fd < 0 { throw SystemError("open \(path)") }
+            let line = Array("0 \(base) \(size)\n".utf8)
+            let ok = line.withUnsafeBytes { FS.writeAll(fd, $0.baseAddress, $0.count) }
+            let e = errno
+            close(fd)
+            if !ok { throw SystemError("write \(path)", errno: e) }
         }
     }
 

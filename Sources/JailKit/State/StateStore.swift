@@ -90,7 +90,46 @@ public final class StateStore: Sendable {
                 t.column("detail", .text).notNull()
             }
         }
+        m.registerMigration("v2-idranges") { db in
+            // One range of host uids/gids per user-namespaced jail, kept across restarts so
+            // files it wrote stay its own; no two jails ever share one.
+            try db.create(table: "idranges") { t in
+                t.column("jail", .text).primaryKey()
+                t.column("base", .integer).notNull().unique()
+                t.column("size", .integer).notNull()
+            }
+        }
         return m
+    }
+
+    /// The first id of each range; ranges start well above the host's own users and the
+    /// subuid ranges useradd hands out (100000 + 65536 n for the first hundreds of users).
+    public static let idRangeStart: UInt32 = 0x1000_0000
+    public static let idRangeSize: UInt32 = 65536
+
+    /// The jail's uid/gid range, leased on first use. Serialized by SQLite's write lock.
+    public func idRange(for jail: String) throws -> (base: UInt32, size: UInt32) {
+        try db.write { db in
+            if let row = try Row.fetchOne(db, sql: "SELECT base, size FROM idranges WHERE jail = ?", arguments: [jail]),
+               let base = row["base"] as Int64?, let size = row["size"] as Int64?
+            {
+                return (UInt32(base), UInt32(size))
+            }
+            let used = Set(try Int64.fetchAll(db, sql: "SELECT base FROM idranges"))
+            var slot: Int64 = 0
+            while used.contains(Int64(Self.idRangeStart) + slot * Int64(Self.idRangeSize)) { slot += 1 }
+            let base = Int64(Self.idRangeStart) + slot * Int64(Self.idRangeSize)
+            guard base + Int64(Self.idRangeSize) <= Int64(UInt32.max) else {
+                throw JailError(.state, "no free uid range left for jail \(jail)")
+            }
+            try db.execute(sql: "INSERT INTO idranges (jail, base, size) VALUES (?, ?, ?)",
+                           arguments: [jail, base, Int64(Self.idRangeSize)])
+            return (UInt32(base), Self.idRangeSize)
+        }
+    }
+
+    public func releaseIdRange(for jail: String) throws {
+        try db.write { try $0.execute(sql: "DELETE FROM idranges WHERE jail = ?", arguments: [jail]) }
     }
 
     public func jail(_ name: String) throws -> JailRecord? {

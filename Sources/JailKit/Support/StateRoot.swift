@@ -33,8 +33,10 @@ public struct StateRoot: Sendable {
     /// Creates the layout with root-only permissions where secrets or locks live.
     public func prepare() throws {
         try FS.mkdirs(path, mode: 0o711)
-        for (dir, mode) in [(store, mode_t(0o755)), (runDir, 0o700), (logDir, 0o750), (lockDir, 0o700)] {
+        for (dir, mode) in [(store, mode_t(0o755)), (runDir, 0o711), (logDir, 0o750), (lockDir, 0o700)] {
             if mkdir(dir, mode) < 0 && errno != EEXIST { throw SystemError("mkdir \(dir)") }
+            // Also for a layout made by an older version with other modes.
+            try check("chmod \(dir)", chmod(dir, mode))
         }
     }
 }
