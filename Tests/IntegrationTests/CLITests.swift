@@ -1,0 +1,89 @@
+import Glibc
+import Testing
+
+@testable import JailKit
+
+/// The jailctl executable itself, as a sysadmin runs it.
+@Suite("CLI (root)", .serialized)
+struct CLITests {
+    static let binary = Probe.tests + "/../.build/debug/jailctl"
+
+    /// Runs jailctl with the fixture's root and specs; returns (exit code, stdout+stderr).
+    func jailctl(_ f: JailFixture, _ args: [String]) -> (Int32, String) {
+        var fds: [Int32] = [0, 0]
+        pipe(&fds)
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
+        posix_spawn_file_actions_addclose(&actions, fds[0])
+        let argv = [Self.binary] + args
+        let env = ["JAILCTL_ROOT=\(f.manager.root.path)", "JAILCTL_SPECS=\(f.specs)", "PATH=/usr/bin:/bin"]
+        let cargs = argv.map { strdup($0) } + [nil]
+        let cenv = env.map { strdup($0) } + [nil]
+        defer { for p in cargs + cenv { free(p) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, Self.binary, &actions, nil, cargs, cenv)
+        close(fds[1])
+        guard rc == 0 else {
+            close(fds[0])
+            return (-1, "spawn failed: \(rc)")
+        }
+        let out = readPipe(fds[0])
+        close(fds[0])
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        return ((status >> 8) & 0xff, out)
+    }
+
+    @Test func validateReportsPositionsAndExitStatus() throws {
+        let f = try JailFixture("cli-validate")
+        defer { f.cleanUp() }
+        try f.sleeper("good")
+        var (code, out) = jailctl(f, ["validate"])
+        #expect(code == 0)
+        #expect(out == "ok: 1 images, 1 jails\n")
+        try f.jail("bad", "image = \"probe\"\ncomand = [\"/bin/sh\"]\n")
+        (code, out) = jailctl(f, ["validate"])
+        #expect(code == 1)
+        #expect(out.contains("Jails/bad.toml:2:1: error: comand: unknown key in a jail file; did you mean \"command\"?\n"))
+        #expect(out.contains("Jails/bad.toml:1:1: error: command: missing required key;"))
+        // up refuses with the same messages and changes nothing.
+        (code, out) = jailctl(f, ["up", "good"])
+        #expect(code == 1)
+        #expect(out.contains("Jails/bad.toml:2:1: error: comand: unknown key in a jail file"))
+        #expect(try f.manager.state.jail("good") == nil)
+    }
+
+    @Test func upStatusExecLogsDown() throws {
+        let f = try JailFixture("cli-life")
+        defer { f.cleanUp() }
+        try f.jail("talk", """
+            image = "probe"
+            command = ["/bin/sh", "-c", "echo started; exec \(f.probe) sleep 3600"]
+            """)
+        var (code, out) = jailctl(f, ["up", "talk"])
+        #expect(code == 0)
+        #expect(out.hasPrefix("talk: running (pid "))
+        (code, out) = jailctl(f, ["status", "--json"])
+        #expect(code == 0)
+        #expect(out.contains("\"state\" : \"running\""))
+        (code, out) = jailctl(f, ["exec", "talk", "--", "/bin/sh", "-c", "echo inside; exit 5"])
+        #expect(code == 5)
+        #expect(out == "inside\n")
+        (code, out) = jailctl(f, ["exec", "talk", "--", "ls", "/nonexistent"])
+        #expect(code == 2)
+        (code, out) = jailctl(f, ["logs", "talk"])
+        #expect(out == "started\n")
+        (code, out) = jailctl(f, ["down", "talk"])
+        #expect(code == 0)
+        #expect(out == "talk: stopped\n")
+        (code, out) = jailctl(f, ["down", "talk"])
+        #expect(code == 0)
+        #expect(out == "talk: not running\n")
+        (code, out) = jailctl(f, ["exec", "talk", "--", "/bin/true"])
+        #expect(code == 1)
+        #expect(out == "jailctl: jail talk is not running\n")
+    }
+}
