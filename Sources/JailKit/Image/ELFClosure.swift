@@ -46,6 +46,7 @@ public struct ELFClosure: Sendable {
             }
             let outcome = loader.load(main: path, elf)
             result.resolved[path] = outcome.resolved
+            if !outcome.missing.isEmpty { result.missingByInput[path] = outcome.missing }
             for lib in outcome.loaded { wanted.append((lib.path, lib.reason)) }
             for m in outcome.missing where missing.insert(m).inserted { result.missing.append(m) }
         }

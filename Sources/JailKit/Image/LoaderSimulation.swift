@@ -53,18 +53,20 @@ struct LoaderSimulation {
         guard elf.isDynamic else { return out }
         var maps = [LinkMap(name: path, names: [path], elf: elf, loader: nil, origin: Self.directory(of: path))]
 
-        // ld.so is always mapped first, under the PT_INTERP string (ldd uses the machine's
-        // standard one for a library); DT_NEEDED of its soname then resolves to it.
+        // ld.so is mapped before any dependency, under the PT_INTERP string (ldd uses the
+        // machine's standard one for a library); a DT_NEEDED of its soname resolves to it.
+        // ldd lists it only when something needs it, but an executable always needs it.
         let interp = elf.interpreter ?? config.defaultInterpreter(for: elf.machine)
+        var rtldIndex: Int?
         if case .success(let rtld)? = object(at: interp) {
             var names: Set = [interp]
             if let soname = rtld.soname { names.insert(soname) }
             maps.append(LinkMap(name: interp, names: names, elf: rtld, loader: nil, origin: Self.directory(of: interp)))
-            out.resolved[interp] = interp
-            out.loaded.append((interp, "interpreter of \(path)"))
-        } else {
+            rtldIndex = maps.count - 1
+        } else if elf.interpreter != nil {
             out.missing.append(.init(needer: path, soname: interp))
         }
+        if elf.interpreter != nil { out.loaded.append((interp, "interpreter of \(path)")) }
 
         var queue = [0]
         var queued: Set = [0]
@@ -96,6 +98,10 @@ struct LoaderSimulation {
                 }
                 if queued.insert(index).inserted { queue.append(index) }
             }
+        }
+        if let rtldIndex, queued.contains(rtldIndex) {
+            out.resolved[interp] = interp
+            if elf.interpreter == nil { out.loaded.append((interp, "interpreter needed by \(path)")) }
         }
         return out
     }
