@@ -69,4 +69,26 @@ import Testing
         let empty = try LinkerConfig(root: dir + "/nothing")
         #expect(empty.cache == nil)
     }
+
+    /// "ld.so-1.7.0" caches: alone (string offsets from the end of the table) and as a
+    /// prefix in front of the new format (new offsets from the new header).
+    @Test func oldFormatCaches() throws {
+        let dir = try #require(ELFTestSupport.makeTempDirectory())
+        defer { ELFTestSupport.removeTree(dir) }
+        func le32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+        let magic = Array("ld.so-1.7.0".utf8) + [0]
+
+        let strings = Array("libq.so.1\u{0}/x/libq.so.1\u{0}".utf8)
+        let old = magic + le32(1) + le32(0x0303) + le32(0) + le32(10) + strings
+        let oldPath = dir + "/old"
+        #expect(ELFTestSupport.write(old, to: oldPath))
+        let oldCache = try LDSoCache(path: oldPath)
+        #expect(oldCache.lookup("libq.so.1", machine: .x86_64, hwcapsPriority: []) == "/x/libq.so.1")
+
+        let real = try #require(ELFTestSupport.read("/etc/ld.so.cache"))
+        let combinedPath = dir + "/combined"
+        #expect(ELFTestSupport.write(magic + le32(0) + real, to: combinedPath))
+        let combined = try LDSoCache(path: combinedPath)
+        #expect(combined.lookup("libc.so.6", machine: .x86_64, hwcapsPriority: []) == "/lib/x86_64-linux-gnu/libc.so.6")
+    }
 }
