@@ -175,6 +175,12 @@ extension ELFTestSupport {
             gcc -o bin/gone src/main.c -Llib -l:libjkfoo.so.1 -Wl,--no-as-needed -l:libjkgone.so -Wl,-rpath-link,deep \
               -Wl,--disable-new-dtags -Wl,-rpath,'$ORIGIN/../lib'
             rm lib/libjkgone.so
+            mkdir -p arm deep/glibc-hwcaps/x86-64-v2
+            cp lib/libjkfoo.so.1.0 arm/libjkfoo.so.1
+            printf '\\267\\000' | dd of=arm/libjkfoo.so.1 bs=1 seek=18 conv=notrunc 2>/dev/null
+            cp deep/libjkbar.so.1 deep/glibc-hwcaps/x86-64-v2/
+            gcc -o bin/skip src/main.c -Llib -l:libjkfoo.so.1 -Wl,-rpath-link,deep \
+              -Wl,--disable-new-dtags -Wl,-rpath,'$ORIGIN/../arm:$ORIGIN/../lib:$ORIGIN/../deep'
             """
         let made = ELFTestSupport.run("(\(build)) 2>&1")
         try #require(made.status == 0, "build failed: \(made.output)")
@@ -186,9 +192,17 @@ extension ELFTestSupport {
         #expect(try ELFFile(path: runpath).runpath == ["$ORIGIN/../lib", "$ORIGIN/../deep"])
         #expect(try ELFFile(path: runpath).rpath == nil)
 
-        let result = try ELFClosure(config: LinkerConfig()).closure(of: [rpath, runpath, gone])
-        // RPATH is inherited by libjkfoo's own lookup of libjkbar...
-        #expect(result.resolved[rpath]?["libjkbar.so.1"] == dir + "/bin/../deep/libjkbar.so.1")
+        let skip = dir + "/bin/skip"
+        #expect(try ELFFile(path: dir + "/arm/libjkfoo.so.1").machine == .aarch64)
+
+        let config = try LinkerConfig()
+        let result = try ELFClosure(config: config).closure(of: [rpath, runpath, gone, skip])
+        // RPATH is inherited by libjkfoo's own lookup of libjkbar, and the glibc-hwcaps
+        // copy wins when the CPU has that level...
+        let bar = config.hwcapsSubdirectories.contains("x86-64-v2") ? "glibc-hwcaps/x86-64-v2/libjkbar.so.1" : "libjkbar.so.1"
+        #expect(result.resolved[rpath]?["libjkbar.so.1"] == dir + "/bin/../deep/" + bar)
+        // ...a library of another machine earlier in the path is passed over...
+        #expect(result.resolved[skip]?["libjkfoo.so.1"] == dir + "/bin/../lib/libjkfoo.so.1")
         #expect(result.resolved[rpath]?["libjkfoo.so.1"] == dir + "/bin/../lib/libjkfoo.so.1")
         // ...RUNPATH is not, so libjkbar is not found from the runpath binary.
         #expect(result.missing.contains(.init(needer: dir + "/bin/../lib/libjkfoo.so.1", soname: "libjkbar.so.1")))
@@ -197,8 +211,8 @@ extension ELFTestSupport {
         #expect(result.entries.contains(.symlink(dir + "/lib/libjkfoo.so.1", target: "libjkfoo.so.1.0")))
         #expect(result.entries.contains(.file(dir + "/lib/libjkfoo.so.1.0")))
 
-        let oracle = Ldd.run([rpath, runpath, gone])
-        for file in [rpath, runpath, gone] {
+        let oracle = Ldd.run([rpath, runpath, gone, skip])
+        for file in [rpath, runpath, gone, skip] {
             let expected = oracle[file] ?? LddReport()
             #expect(result.resolved[file] ?? [:] == expected.resolved, "\(file)")
             #expect(Set((result.missingByInput[file] ?? []).map(\.soname)) == expected.missing, "\(file)")
