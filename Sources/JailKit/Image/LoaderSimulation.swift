@@ -68,6 +68,18 @@ struct LoaderSimulation {
         }
         if elf.interpreter != nil { out.loaded.append((interp, "interpreter of \(path)")) }
 
+        // Indexes over `maps` for the two ways glibc finds an already loaded object: by any
+        // of its names or its soname (_dl_name_match_p), and by inode. The first object
+        // registered under a key keeps it, as the loader's list walk finds it first.
+        var byName: [String: Int] = [:]
+        var byFile: [ELFFile.FileID: Int] = [:]
+        func register(_ index: Int) {
+            for name in maps[index].names where byName[name] == nil { byName[name] = index }
+            if let soname = maps[index].elf.soname, byName[soname] == nil { byName[soname] = index }
+            if byFile[maps[index].elf.fileID] == nil { byFile[maps[index].elf.fileID] = index }
+        }
+        for index in maps.indices { register(index) }
+
         var queue = [0]
         var queued: Set = [0]
         var next = 0
@@ -76,12 +88,12 @@ struct LoaderSimulation {
             next += 1
             for name in maps[current].elf.needed {
                 let index: Int
-                if let known = maps.firstIndex(where: { $0.names.contains(name) || $0.elf.soname == name }) {
-                    maps[known].names.insert(name)
+                if let known = byName[name] {
                     index = known
                 } else if let (found, elf) = find(name, loader: current, maps: maps) {
-                    if let same = maps.firstIndex(where: { $0.elf.fileID == elf.fileID }) {
+                    if let same = byFile[elf.fileID] {
                         maps[same].names.insert(name)
+                        byName[name] = same
                         index = same
                     } else {
                         maps.append(
@@ -89,6 +101,7 @@ struct LoaderSimulation {
                                 name: found, names: [found, name], elf: elf, loader: current,
                                 origin: Self.directory(of: found)))
                         index = maps.count - 1
+                        register(index)
                         out.resolved[name] = found
                         out.loaded.append((found, "needed by \(maps[current].name) as \(name)"))
                     }
