@@ -32,6 +32,8 @@ public struct ClosureResult: Sendable {
     /// Per input path: requested name -> path where the loader finds it, as ldd prints it
     /// (not realpath'ed). The interpreter appears under its own path, as in ldd.
     public var resolved: [String: [String: String]] = [:]
+    /// Per input path: what its own load would miss (`missing` merges all inputs).
+    public var missingByInput: [String: [Missing]] = [:]
 
     public init() {}
 }

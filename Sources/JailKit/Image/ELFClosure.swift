@@ -46,6 +46,7 @@ public struct ELFClosure: Sendable {
             }
             let outcome = loader.load(main: path, elf)
             result.resolved[path] = outcome.resolved
+            if !outcome.missing.isEmpty { result.missingByInput[path] = outcome.missing }
             for lib in outcome.loaded { wanted.append((lib.path, lib.reason)) }
             for m in outcome.missing where missing.insert(m).inserted { result.missing.append(m) }
         }
@@ -53,7 +54,9 @@ public struct ELFClosure: Sendable {
         var chain = SymlinkChain(root: config.root)
         var seen = Set<FSEntry>()
         for (path, reason) in wanted {
-            if result.reasons[path] == nil { result.reasons[path] = reason }
+            // Shared libraries come back once per input; their chains are already in.
+            guard result.reasons[path] == nil else { continue }
+            result.reasons[path] = reason
             let entries: [FSEntry]
             do {
                 entries = try chain.entries(for: path)

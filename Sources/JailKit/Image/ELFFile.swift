@@ -154,7 +154,8 @@ public struct ELFFile: Sendable, Hashable {
         guard let load = loads.first(where: { strtab >= $0.vaddr && strtab - $0.vaddr < $0.fileSize }) else {
             throw .malformed(path: path, what: "DT_STRTAB not inside any PT_LOAD")
         }
-        let tableOffset = load.offset &+ (strtab - load.vaddr)
+        let (tableOffset, overflow) = load.offset.addingReportingOverflow(strtab - load.vaddr)
+        guard !overflow else { throw .malformed(path: path, what: "DT_STRTAB offset overflows") }
         let available = load.fileSize - (strtab - load.vaddr)
         let size = min(tags.first(where: { $0.tag == Self.dtStrSz })?.value ?? available, available)
         guard let table = bytes.range(tableOffset, size) else {

@@ -17,6 +17,14 @@ public struct LDSoCache: Sendable {
         public var hwcapsSubdirectory: String?
         /// Non-zero legacy hwcap bits; such entries are never chosen.
         public var legacyHWCap: UInt64
+
+        public init(flags: Int32, name: String, path: String, hwcapsSubdirectory: String?, legacyHWCap: UInt64) {
+            self.flags = flags
+            self.name = name
+            self.path = path
+            self.hwcapsSubdirectory = hwcapsSubdirectory
+            self.legacyHWCap = legacyHWCap
+        }
     }
 
     public enum Error: Swift.Error, Sendable, Hashable, CustomStringConvertible {

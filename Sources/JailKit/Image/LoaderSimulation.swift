@@ -53,18 +53,32 @@ struct LoaderSimulation {
         guard elf.isDynamic else { return out }
         var maps = [LinkMap(name: path, names: [path], elf: elf, loader: nil, origin: Self.directory(of: path))]
 
-        // ld.so is always mapped first, under the PT_INTERP string (ldd uses the machine's
-        // standard one for a library); DT_NEEDED of its soname then resolves to it.
+        // ld.so is mapped before any dependency, under the PT_INTERP string (ldd uses the
+        // machine's standard one for a library); a DT_NEEDED of its soname resolves to it.
+        // ldd lists it only when something needs it, but an executable always needs it.
         let interp = elf.interpreter ?? config.defaultInterpreter(for: elf.machine)
+        var rtldIndex: Int?
         if case .success(let rtld)? = object(at: interp) {
             var names: Set = [interp]
             if let soname = rtld.soname { names.insert(soname) }
             maps.append(LinkMap(name: interp, names: names, elf: rtld, loader: nil, origin: Self.directory(of: interp)))
-            out.resolved[interp] = interp
-            out.loaded.append((interp, "interpreter of \(path)"))
-        } else {
+            rtldIndex = maps.count - 1
+        } else if elf.interpreter != nil {
             out.missing.append(.init(needer: path, soname: interp))
         }
+        if elf.interpreter != nil { out.loaded.append((interp, "interpreter of \(path)")) }
+
+        // Indexes over `maps` for the two ways glibc finds an already loaded object: by any
+        // of its names or its soname (_dl_name_match_p), and by inode. The first object
+        // registered under a key keeps it, as the loader's list walk finds it first.
+        var byName: [String: Int] = [:]
+        var byFile: [ELFFile.FileID: Int] = [:]
+        func register(_ index: Int) {
+            for name in maps[index].names where byName[name] == nil { byName[name] = index }
+            if let soname = maps[index].elf.soname, byName[soname] == nil { byName[soname] = index }
+            if byFile[maps[index].elf.fileID] == nil { byFile[maps[index].elf.fileID] = index }
+        }
+        for index in maps.indices { register(index) }
 
         var queue = [0]
         var queued: Set = [0]
@@ -74,12 +88,12 @@ struct LoaderSimulation {
             next += 1
             for name in maps[current].elf.needed {
                 let index: Int
-                if let known = maps.firstIndex(where: { $0.names.contains(name) || $0.elf.soname == name }) {
-                    maps[known].names.insert(name)
+                if let known = byName[name] {
                     index = known
                 } else if let (found, elf) = find(name, loader: current, maps: maps) {
-                    if let same = maps.firstIndex(where: { $0.elf.fileID == elf.fileID }) {
+                    if let same = byFile[elf.fileID] {
                         maps[same].names.insert(name)
+                        byName[name] = same
                         index = same
                     } else {
                         maps.append(
@@ -87,6 +101,7 @@ struct LoaderSimulation {
                                 name: found, names: [found, name], elf: elf, loader: current,
                                 origin: Self.directory(of: found)))
                         index = maps.count - 1
+                        register(index)
                         out.resolved[name] = found
                         out.loaded.append((found, "needed by \(maps[current].name) as \(name)"))
                     }
@@ -96,6 +111,10 @@ struct LoaderSimulation {
                 }
                 if queued.insert(index).inserted { queue.append(index) }
             }
+        }
+        if let rtldIndex, queued.contains(rtldIndex) {
+            out.resolved[interp] = interp
+            if elf.interpreter == nil { out.loaded.append((interp, "interpreter needed by \(path)")) }
         }
         return out
     }

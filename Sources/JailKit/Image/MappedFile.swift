@@ -34,8 +34,9 @@ struct MappedFile {
             let end = min(limit ?? buffer.count, buffer.count)
             guard offset < UInt64(end) else { return nil }
             let start = Int(offset)
-            guard let nul = buffer[start..<end].firstIndex(of: 0) else { return nil }
-            return String(decoding: UnsafeRawBufferPointer(rebasing: buffer[start..<nul]), as: UTF8.self)
+            guard let base = buffer.baseAddress, let nul = memchr(base + start, 0, end - start) else { return nil }
+            let length = base.distance(to: UnsafeRawPointer(nul)) - start
+            return String(decoding: UnsafeRawBufferPointer(start: base + start, count: length), as: UTF8.self)
         }
     }
 
