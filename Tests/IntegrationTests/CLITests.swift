@@ -75,7 +75,7 @@ struct CLITests {
         (code, out) = jailctl(f, ["exec", "talk", "--", "ls", "/nonexistent"])
         #expect(code == 2)
         (code, out) = jailctl(f, ["logs", "talk"])
-        #expect(out == "started\n")
+        #expect(out == "started\nsleeping\n")
         (code, out) = jailctl(f, ["down", "talk"])
         #expect(code == 0)
         #expect(out == "talk: stopped\n")
