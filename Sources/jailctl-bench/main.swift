@@ -13,6 +13,20 @@ func fail(_ message: String) -> Never {
     exit(1)
 }
 
+/// Median milliseconds from spawn to the jail's exit.
+func measure(_ plan: LaunchPlan, runs: Int) throws -> Double {
+    var times: [Double] = []
+    for _ in 0..<runs {
+        let t0 = monotonic()
+        let child = try Launcher.spawn(plan, stdio: .inherit, statusDir: nil)
+        var status: Int32 = 0
+        while waitpid(child.pid, &status, 0) < 0 && errno == EINTR {}
+        times.append((monotonic() - t0) * 1000)
+        if status != 0 { fail("jail exited with wait status \(status)") }
+    }
+    return median(times)
+}
+
 let args = CommandLine.arguments
 guard args.count >= 2 else { fail("usage: launch ROOT SPECS JAIL RUNS | closure < FILES") }
 switch args[1] {
@@ -20,17 +34,25 @@ case "launch":
     guard args.count == 6, let runs = Int(args[5]) else { fail("usage: launch ROOT SPECS JAIL RUNS") }
     do {
         let m = try JailManager(root: StateRoot(path: args[2]), specsDirectory: args[3])
-        let plan = try m.dryRun(args[4])
-        var times: [Double] = []
-        for _ in 0..<runs {
-            let t0 = monotonic()
-            let child = try Launcher.spawn(plan, stdio: .inherit, statusDir: nil)
-            var status: Int32 = 0
-            while waitpid(child.pid, &status, 0) < 0 && errno == EINTR {}
-            times.append((monotonic() - t0) * 1000)
-            if status != 0 { fail("jail exited with wait status \(status)") }
+        let full = try m.dryRun(args[4])
+        print(String(format: "%.3f", try measure(full, runs: runs)))
+        // Where the time goes: the same launch with parts of the hardening taken away.
+        if getenv("JAILCTL_BENCH_VARIANTS") != nil {
+            var noMasks = full
+            noMasks.mounts = full.mounts.filter { !$0.target.contains("/proc/") }
+            var minimal = full
+            minimal.mounts = full.mounts.filter { $0.target == full.root || $0.target == full.root + "/proc" }
+            var bare = minimal
+            bare.dropCapabilities = false
+            bare.noNewPrivileges = false
+            bare.seccompFilter = []
+            bare.rlimits = []
+            for (name, plan) in [("without /proc masks", noMasks), ("bind root + /proc only", minimal),
+                                 ("bind root + /proc, no caps/seccomp/rlimits", bare)]
+            {
+                print(String(format: "%.3f %@", try measure(plan, runs: runs), name))
+            }
         }
-        print(String(format: "%.3f", median(times)))
     } catch {
         fail("\(error)")
     }
