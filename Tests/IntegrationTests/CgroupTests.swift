@@ -137,6 +137,10 @@ struct CgroupTests {
         }
         // It did try: the count reached the cap (the shell plus its sleeps).
         #expect(most >= 5 && most <= 10)
+        // Between samples too: the kernel's own high-water mark, and refused forks.
+        let stats = try cg.stats()
+        if let peak = stats.pidsPeak { #expect(peak == 10) }
+        #expect((stats.pidsRefused ?? 0) > 0)
 
         try cg.kill()
         _ = Self.reap(child.pid)

@@ -100,6 +100,10 @@ public struct CgroupStats: Sendable, Equatable {
     public var memoryCurrent: UInt64?
     public var memoryPeak: UInt64?
     public var pidsCurrent: Int?
+    /// Highest pids.current seen (pids.peak, Linux 6.1+).
+    public var pidsPeak: Int?
+    /// Forks refused because pids.max was reached (the "max" line of pids.events).
+    public var pidsRefused: UInt64?
     public var cpuUsageMicros: UInt64?
     /// OOM kills inside the cgroup. On v1 kernels without the oom_kill field of
     /// memory.oom_control this is memory.failcnt, the number of times the limit was hit,
@@ -107,10 +111,12 @@ public struct CgroupStats: Sendable, Equatable {
     public var oomKills: UInt64?
 
     public init(memoryCurrent: UInt64? = nil, memoryPeak: UInt64? = nil, pidsCurrent: Int? = nil,
-                cpuUsageMicros: UInt64? = nil, oomKills: UInt64? = nil) {
+                pidsPeak: Int? = nil, pidsRefused: UInt64? = nil, cpuUsageMicros: UInt64? = nil, oomKills: UInt64? = nil) {
         self.memoryCurrent = memoryCurrent
         self.memoryPeak = memoryPeak
         self.pidsCurrent = pidsCurrent
+        self.pidsPeak = pidsPeak
+        self.pidsRefused = pidsRefused
         self.cpuUsageMicros = cpuUsageMicros
         self.oomKills = oomKills
     }

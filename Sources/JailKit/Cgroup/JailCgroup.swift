@@ -61,6 +61,12 @@ public struct JailCgroup: Sendable, Equatable {
 
     public func stats() throws -> CgroupStats {
         var s = CgroupStats()
+        // pids files are named alike on v1 and v2.
+        if let d = pids {
+            s.pidsCurrent = try readNumber(d + "/pids.current").map { Int($0) }
+            s.pidsPeak = try readNumber(d + "/pids.peak").map { Int($0) }
+            s.pidsRefused = try readKeyed(d + "/pids.events", "max")
+        }
         switch version {
         case .v2:
             if let d = memory {
@@ -68,7 +74,6 @@ public struct JailCgroup: Sendable, Equatable {
                 s.memoryPeak = try readNumber(d + "/memory.peak")
                 s.oomKills = try readKeyed(d + "/memory.events", "oom_kill")
             }
-            if let d = pids { s.pidsCurrent = try readNumber(d + "/pids.current").map { Int($0) } }
             // cpu.stat is a core file: usage exists even without the cpu controller.
             if let d = cpuUsage { s.cpuUsageMicros = try readKeyed(d + "/cpu.stat", "usage_usec") }
         case .v1:
@@ -79,7 +84,6 @@ public struct JailCgroup: Sendable, Equatable {
                 // nearest figure (limit hits, an upper bound for kills).
                 s.oomKills = try readKeyed(d + "/memory.oom_control", "oom_kill") ?? readNumber(d + "/memory.failcnt")
             }
-            if let d = pids { s.pidsCurrent = try readNumber(d + "/pids.current").map { Int($0) } }
             if let d = cpuUsage { s.cpuUsageMicros = try readNumber(d + "/cpuacct.usage").map { $0 / 1000 } }
         }
         return s
