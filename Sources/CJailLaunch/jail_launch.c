@@ -381,6 +381,13 @@ int jl_exec_in(const struct jl_plan *p, const int *ns_fds, const int *ns_types, 
         // Nothing in the jail may ptrace or read the memory of this process while it
         // still holds host state.
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        // Into the jail's cgroups first, so the command runs with the jail's limits.
+        for (size_t i = 0; i < p->n_cgroup_fds; i++) {
+            ssize_t w;
+            do w = write(p->cgroup_fds[i], "0", 1);
+            while (w < 0 && errno == EINTR);
+            if (w < 0) fail(ep[1], JL_STEP_SETNS, 100 + (int)i);
+        }
         for (size_t i = 0; i < n_ns; i++)
             if (setns(ns_fds[i], ns_types[i]) < 0) fail(ep[1], JL_STEP_SETNS, (int)i);
         if (fchdir(root_fd) < 0 || chroot(".") < 0) fail(ep[1], JL_STEP_CHDIR_ROOT, 0);

@@ -119,3 +119,66 @@ struct UserNamespaceTests {
         #expect(try f.manager.state.idRange(for: "tenant-a").base == rangeA.base)
     }
 }
+
+@Suite("Limits (root)", .serialized)
+struct LimitTests {
+    @Test func forkLoopStopsAtThePidsLimit() throws {
+        let f = try JailFixture("pids")
+        defer { f.cleanUp() }
+        try f.sleeper("forky", extra: "[limits]\npids = 20")
+        _ = try f.manager.up("forky")
+        let (status, out) = try f.exec("forky", [f.probe, "forks", "100"])
+        #expect(status == 0)
+        let forked = Int(probeReport(out)["forked"] ?? "") ?? -1
+        // 20 in all: pid 1 and the probe itself take two.
+        #expect(forked > 0 && forked <= 18, "forked \(forked)")
+        #expect(try f.manager.stats(of: "forky").pidsCurrent ?? 0 <= 20)
+        _ = try f.manager.down("forky")
+        #expect(!FS.exists(try f.manager.cgroup(of: "forky").directories.first ?? "/nonexistent"))
+    }
+
+    @Test func memoryHogIsOOMKilledAndReported() throws {
+        let f = try JailFixture("oom")
+        defer { f.cleanUp() }
+        try f.jail("hog", """
+            image = "probe"
+            command = ["\(f.probe)", "alloc", "1024"]
+            [limits]
+            memory = "32M"
+            memory_swap = "0"
+            """)
+        _ = try f.manager.up("hog")
+        var s = try f.manager.status(of: "hog")
+        let deadline = monotonic() + 20
+        while s?.state == .running && monotonic() < deadline {
+            usleep(20_000)
+            s = try f.manager.status(of: "hog")
+        }
+        #expect(s?.state == .exited)
+        #expect(s?.signal == 9)
+        #expect(s?.oomKilled == true)
+        #expect(s?.summary == "exited (signal 9, OOM)")
+        #expect(try f.manager.state.events(jail: "hog").contains { $0.kind == "oom" })
+        _ = try f.manager.down("hog")
+    }
+
+    @Test func cpuQuotaHoldsABusyLoop() throws {
+        let f = try JailFixture("cpu")
+        defer { f.cleanUp() }
+        try f.jail("spin", """
+            image = "probe"
+            command = ["\(f.probe)", "spin", "30"]
+            [limits]
+            cpu = 0.2
+            """)
+        _ = try f.manager.up("spin")
+        usleep(300_000)
+        let a = try f.manager.stats(of: "spin").cpuUsageMicros ?? 0
+        let t0 = monotonic()
+        usleep(2_000_000)
+        let b = try f.manager.stats(of: "spin").cpuUsageMicros ?? 0
+        let share = Double(b - a) / 1e6 / (monotonic() - t0)
+        #expect(share > 0.1 && share < 0.3, "used \(share) CPUs")
+        _ = try f.manager.down("spin", timeout: 1)
+    }
+}

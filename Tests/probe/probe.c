@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static void pids(void) {
@@ -100,6 +101,42 @@ int main(int argc, char **argv) {
     if (argc > 2 && !strcmp(argv[1], "sleep")) {
         printf("sleeping\n");
         sleep((unsigned)atoi(argv[2]));
+        return 0;
+    }
+    if (argc > 2 && !strcmp(argv[1], "forks")) {
+        // Tries N children that sleep; prints how many forks succeeded.
+        int n = atoi(argv[2]), ok = 0;
+        for (int i = 0; i < n; i++) {
+            pid_t p = fork();
+            if (p == 0) {
+                // Not holding the caller's pipe open while it sleeps.
+                close(0);
+                close(1);
+                close(2);
+                sleep(30);
+                _exit(0);
+            }
+            if (p > 0) ok++;
+        }
+        printf("forked=%d\n", ok);
+        return 0;
+    }
+    if (argc > 2 && !strcmp(argv[1], "alloc")) {
+        // Touches MiB after MiB until the kernel ends it (or N MiB are reached).
+        int n = atoi(argv[2]);
+        for (int i = 0; i < n; i++) {
+            char *m = malloc(1 << 20);
+            if (!m) break;
+            memset(m, i, 1 << 20);
+        }
+        printf("allocated=%d\n", n);
+        return 0;
+    }
+    if (argc > 2 && !strcmp(argv[1], "spin")) {
+        // Burns CPU for S seconds of wall time.
+        time_t end = time(NULL) + atoi(argv[2]);
+        volatile unsigned long x = 0;
+        while (time(NULL) < end) x++;
         return 0;
     }
     if (argc > 2 && !strcmp(argv[1], "signal-self")) {

@@ -109,6 +109,11 @@ struct jl_plan {
     int stdout_fd;
     int stderr_fd;
     int new_session;            // setsid(): no controlling terminal of the caller
+
+    // jl_exec_in only: cgroup.procs files of the jail's cgroups, opened by the caller;
+    // the joining process writes "0" into each before it forks the command.
+    const int *cgroup_fds;
+    size_t n_cgroup_fds;
 };
 
 // Result of jl_spawn.

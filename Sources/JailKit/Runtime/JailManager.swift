@@ -16,13 +16,14 @@ public struct JailStatus: Sendable, Equatable, Codable {
     public var endedAt: Double?
     public var exitCode: Int32?
     public var signal: Int32?
+    public var oomKilled = false
 
     public var summary: String {
         switch state {
         case .running: return "running"
         case .stopped: return "stopped"
         case .exited:
-            if let s = signal { return "exited (signal \(s))" }
+            if let s = signal { return oomKilled ? "exited (signal \(s), OOM)" : "exited (signal \(s))" }
             if let c = exitCode { return "exited (code \(c))" }
             return "exited"
         }
@@ -46,6 +47,20 @@ public final class JailManager {
     }
 
     public var images: ImageStore { ImageStore(root: root, state: state) }
+
+    /// The host's cgroup layout, read once per process.
+    public lazy var cgroups: Result<CgroupDriver, Error> = Result { try CgroupDriver.host() }
+
+    func cgroupDriver() throws -> CgroupDriver { try cgroups.get() }
+
+    /// The jail's cgroup (paths only; nothing is created).
+    public func cgroup(of jail: String) throws -> JailCgroup {
+        try cgroupDriver().cgroup(jail: jail, instance: root.instance)
+    }
+
+    static func cgroupLimits(_ l: LimitsSpec) -> CgroupLimits {
+        CgroupLimits(memory: l.memory, memorySwap: l.memorySwap, pids: l.pids, cpu: l.cpu, cpuWeight: l.cpuWeight)
+    }
 
     // MARK: specs
 
@@ -127,8 +142,14 @@ public final class JailManager {
         let runFd = open(run, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if runFd < 0 { throw SystemError("open \(run)") }
         defer { close(runFd) }
+        let cg = try cgroupDriver().create(jail: name, instance: root.instance, limits: Self.cgroupLimits(spec.isolation.limits))
+        undo.add("remove the cgroup") {
+            try cg.kill()
+            try cg.remove()
+        }
         let started = wallClock()
-        let child = try Launcher.spawn(plan, stdio: .init(stdin: nullFd, stdout: logFd, stderr: logFd), statusDir: runFd)
+        let child = try Launcher.spawn(plan, stdio: .init(stdin: nullFd, stdout: logFd, stderr: logFd), statusDir: runFd,
+                                       outside: { try cg.join($0) })
         undo.add("stop the jail") { try self.kill(pid: child.pid, startTime: child.startTime, signal: SIGKILL) }
         let record = JailRecord(name: name, image: spec.image, imageHash: prepared.image.hash, state: .running,
                                 pid: child.pid, startTime: Int64(child.startTime), monitorPid: child.monitor,
@@ -146,7 +167,16 @@ public final class JailManager {
         let spec = try jailSpec(name, in: set)
         let prepared = try prepare(spec, set: set)
         let plan = try launchPlan(spec, prepared: prepared)
-        let child = try Launcher.spawn(plan, stdio: stdio, statusDir: nil)
+        let cg = try cgroupDriver().create(jail: name, instance: root.instance, limits: Self.cgroupLimits(spec.isolation.limits))
+        defer {
+            do {
+                try cg.kill()
+                try cg.remove()
+            } catch {
+                logger.error("jail \(name): removing its cgroup: \(error)")
+            }
+        }
+        let child = try Launcher.spawn(plan, stdio: stdio, statusDir: nil, outside: { try cg.join($0) })
         var status: Int32 = 0
         while waitpid(child.pid, &status, 0) < 0 && errno == EINTR {}
         return status
@@ -173,6 +203,12 @@ public final class JailManager {
             try stop(record, signal: signal, grace: grace)
         }
         let exit = waitForExitFile(name, seconds: wasRunning ? 5 : 0)
+        try noteOOM(name, since: record.startedAt)
+        // Whatever is left in the cgroup (a process that escaped the pid namespace's end
+        // cannot exist, but a cgroup is the authority on membership) goes now.
+        let cg = try cgroup(of: name)
+        try cg.kill()
+        try cg.remove()
         if record.state == .running {
             record.state = wasRunning ? .stopped : .exited
             record.exitStatus = exit?.status
@@ -206,9 +242,26 @@ public final class JailManager {
         r.state = .exited
         r.exitStatus = exit?.status
         r.endedAt = exit?.endedAt ?? wallClock()
+        try noteOOM(r.name, since: r.startedAt)
         try state.save(r)
         try state.record(event: "exit", jail: r.name, detail: exit.map { "wait status \($0.status)" } ?? "exit status lost")
         return status(from: r, exit: exit)
+    }
+
+    /// Records an OOM kill the kernel counted in the jail's cgroup (once per run).
+    func noteOOM(_ name: String, since: Double) throws {
+        guard let kills = try? cgroup(of: name).stats().oomKills, kills > 0 else { return }
+        if try state.events(jail: name, limit: 20).contains(where: { $0.kind == "oom" && $0.time >= since }) { return }
+        try state.record(event: "oom", jail: name, detail: "the kernel's OOM killer ended \(kills) process(es) at the jail's memory limit")
+    }
+
+    /// Memory, processes and CPU time of a jail, from its cgroup.
+    public func stats(of name: String) throws -> CgroupStats {
+        try cgroup(of: name).stats()
+    }
+
+    func oomKilled(_ r: JailRecord) -> Bool {
+        ((try? state.events(jail: r.name, limit: 20)) ?? []).contains { $0.kind == "oom" && $0.time >= r.startedAt }
     }
 
     func status(from r: JailRecord, exit: ExitFile?) -> JailStatus {
@@ -219,6 +272,7 @@ public final class JailManager {
         if state != .running, let ws {
             if ws & 0x7f == 0 { s.exitCode = (ws >> 8) & 0xff } else { s.signal = ws & 0x7f }
         }
+        if state != .running { s.oomKilled = oomKilled(r) }
         return s
     }
 
@@ -243,7 +297,8 @@ public final class JailManager {
         var plan = try launchPlan(spec, prepared: prepared)
         plan.mounts = []
         plan.newSession = false
-        return try Launcher.exec(plan, jailPid: record.pid, namespaces: plan.namespaces, stdio: stdio)
+        return try Launcher.exec(plan, jailPid: record.pid, namespaces: plan.namespaces, stdio: stdio,
+                                 cgroupDirectories: try cgroup(of: name).directories)
     }
 
     func findInPath(_ command: String, imageRoot: String) throws -> String {

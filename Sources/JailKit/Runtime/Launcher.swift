@@ -64,7 +64,9 @@ public enum Launcher {
 
     /// Runs argv inside a running jail (its namespaces, root, ids and limits from
     /// `plan`) and returns the wait status.
-    public static func exec(_ plan: LaunchPlan, jailPid: Int32, namespaces: Namespaces, stdio: Stdio) throws -> Int32 {
+    public static func exec(_ plan: LaunchPlan, jailPid: Int32, namespaces: Namespaces, stdio: Stdio,
+                            cgroupDirectories: [String] = []) throws -> Int32
+    {
         // The user namespace would come first, then the rest; mnt last so that the
         // /proc paths above stay reachable while joining.
         let order: [(Namespaces, String)] = [(.user, "user"), (.ipc, "ipc"), (.uts, "uts"), (.net, "net"), (.pid, "pid"), (.cgroup, "cgroup"), (.mount, "mnt")]
@@ -82,9 +84,20 @@ public enum Launcher {
         let rootFd = open(rootPath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if rootFd < 0 { throw SystemError("open \(rootPath)") }
         defer { close(rootFd) }
+        var cgroupFds: [Int32] = []
+        defer { for fd in cgroupFds { close(fd) } }
+        for dir in cgroupDirectories {
+            let fd = open(dir + "/cgroup.procs", O_WRONLY | O_CLOEXEC)
+            if fd < 0 { throw SystemError("open \(dir)/cgroup.procs") }
+            cgroupFds.append(fd)
+        }
         return try withCPlan(plan, stdio: stdio) { cplan in
             var err = jl_error()
-            let rc = jl_exec_in(&cplan, fds, types, fds.count, rootFd, &err)
+            let rc = cgroupFds.withUnsafeBufferPointer { cg in
+                cplan.cgroup_fds = cg.baseAddress
+                cplan.n_cgroup_fds = cg.count
+                return jl_exec_in(&cplan, fds, types, fds.count, rootFd, &err)
+            }
             if rc == -1000 { throw JailError(.launchFailed, "exec in jail \(plan.jail): \(describe(err, plan: plan))") }
             if rc < 0 { throw JailError(.launchFailed, "exec in jail \(plan.jail): \(strerrorString(-rc))") }
             return rc

@@ -82,7 +82,11 @@ enum IsolationSchema {
 
     static let limitFields: [SpecField<LimitsSpec>] = [
         SpecField("memory", valid: sizeValid) { value, path, l, context in l.memory = size(value, at: path, context: &context) },
-        SpecField("memory_swap", valid: sizeValid) { value, path, l, context in l.memorySwap = size(value, at: path, context: &context) },
+        SpecField("memory_swap", valid: sizeValid + "; 0 for no swap") { value, path, l, context in
+            if case .string(let t) = value, t == "0" { l.memorySwap = 0 } else if case .integer(0) = value { l.memorySwap = 0 } else {
+                l.memorySwap = size(value, at: path, context: &context)
+            }
+        },
         SpecField("pids", valid: "a number of processes, 1-4194304") { value, path, l, context in
             if let n = integer(value, at: path, range: 1...4_194_304, valid: "a number of processes, 1-4194304", context: &context) { l.pids = n }
         },
