@@ -47,7 +47,7 @@ import Testing
         #expect(text.contains("errno ENOSYS  clone3"))
         #expect(text.contains("allow         clone"))
         #expect(text.contains("(arg0 & 0x7e020000) == 0x0"))
-        #expect(text.contains("newer system calls #457...#1023: errno ENOSYS"))
+        #expect(text.contains("newer system calls #457...#511: errno ENOSYS"))
     }
 
     @Test func allowAndDenyEditTheProfile() throws {

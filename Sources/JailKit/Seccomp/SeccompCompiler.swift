@@ -53,11 +53,11 @@ public enum SeccompCompiler {
             // libseccomp refuses a rule that does what the default does (EACCES); it
             // would change nothing, and the profile keeps it for the record.
             if rule.action == profile.defaultAction { continue }
-            guard case .number(let nr) = SeccompSyscalls.resolve(rule.syscall) else {
-                if SeccompSyscalls.resolve(rule.syscall) == .unknown {
-                    throw JailError(.invalidSpec, "seccomp: unknown system call \"\(rule.syscall)\"")
-                }
-                continue  // not a call of this ABI: nothing can reach it
+            let nr: Int32
+            switch SeccompSyscalls.resolve(rule.syscall) {
+            case .number(let n): nr = n
+            case .notOnThisArchitecture: continue  // nothing can reach it
+            case .unknown: throw JailError(.invalidSpec, "seccomp: unknown system call \"\(rule.syscall)\"")
             }
             let args = rule.conditions.map(argument)
             let rc = args.withUnsafeBufferPointer { buf in

@@ -94,7 +94,8 @@ public struct SeccompProfile: Sendable, Hashable {
         /// The highest system call number that was reviewed (and is named by libseccomp).
         public var reviewedThrough: Int32
         /// Rules are emitted per number, so the range has an end; the kernel's own
-        /// numbering is below 500 in 2025 and grows by about ten a year.
+        /// numbering is below 500 in 2025 and grows by about ten a year. Above it the
+        /// default action applies.
         public var upTo: Int32
         public var action: SeccompAction
     }
