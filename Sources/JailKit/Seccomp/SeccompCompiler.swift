@@ -1,0 +1,93 @@
+import CSeccomp
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Turns a `SeccompProfile` into the bytes of a classic BPF program (struct sock_filter[],
+/// 8 bytes per instruction) in the parent; the jail's child only hands them to the kernel.
+public enum SeccompCompiler {
+    /// The kernel refuses longer programs (BPF_MAXINSNS).
+    public static let maxInstructions = 4096
+
+    public static func compile(_ profile: SeccompProfile) throws -> [UInt8] {
+        try withFilter(profile) { ctx in try export(ctx, "bpf", seccomp_export_bpf) }
+    }
+
+    /// libseccomp's own pseudo-code of the compiled filter, for `inspect --seccomp --pfc`.
+    public static func pseudoCode(_ profile: SeccompProfile) throws -> String {
+        String(decoding: try withFilter(profile) { ctx in try export(ctx, "pfc", seccomp_export_pfc) }, as: UTF8.self)
+    }
+
+    // MARK: libseccomp
+
+    // The libseccomp macros Swift does not import, with their values from <seccomp.h>.
+    static func actionValue(_ a: SeccompAction) -> UInt32 {
+        switch a {
+        case .allow: return 0x7fff_0000  // SCMP_ACT_ALLOW
+        case .killProcess: return 0x8000_0000  // SCMP_ACT_KILL_PROCESS
+        case .errno(let e): return 0x0005_0000 | (UInt32(truncatingIfNeeded: e) & 0xffff)  // SCMP_ACT_ERRNO(e)
+        }
+    }
+
+    static func argument(_ c: SeccompCondition) -> scmp_arg_cmp {
+        switch c.comparison {
+        case .equal(let v): return scmp_arg_cmp(arg: c.argument, op: SCMP_CMP_EQ, datum_a: v, datum_b: 0)
+        case .notEqual(let v): return scmp_arg_cmp(arg: c.argument, op: SCMP_CMP_NE, datum_a: v, datum_b: 0)
+        case .maskedEqual(let m, let v): return scmp_arg_cmp(arg: c.argument, op: SCMP_CMP_MASKED_EQ, datum_a: m, datum_b: v)
+        }
+    }
+
+    static func withFilter<T>(_ profile: SeccompProfile, _ body: (scmp_filter_ctx) throws -> T) throws -> T {
+        guard let ctx = seccomp_init(actionValue(profile.defaultAction)) else {
+            throw JailError(.system, "seccomp: seccomp_init failed (invalid default action \(profile.defaultAction)?)")
+        }
+        defer { seccomp_release(ctx) }
+        try libseccomp("set the bad-architecture action", seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, actionValue(profile.badArchAction)))
+        // A binary search over syscall numbers instead of a linear list: a call pays
+        // ~log2(rules) comparisons, not one per rule. (Calls allowed without conditions
+        // skip the filter altogether on kernels >= 5.11, which cache constant actions.)
+        try libseccomp("set the optimization level", seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2))
+        // seccomp_init holds the native ABI and only it; `SeccompArchitecture` has no
+        // other case, so i386 and x32 calls always meet the bad-architecture action.
+        for rule in profile.rules {
+            // libseccomp refuses a rule that does what the default does (EACCES); it
+            // would change nothing, and the profile keeps it for the record.
+            if rule.action == profile.defaultAction { continue }
+            let nr: Int32
+            switch SeccompSyscalls.resolve(rule.syscall) {
+            case .number(let n): nr = n
+            case .notOnThisArchitecture: continue  // nothing can reach it
+            case .unknown: throw JailError(.invalidSpec, "seccomp: unknown system call \"\(rule.syscall)\"")
+            }
+            let args = rule.conditions.map(argument)
+            let rc = args.withUnsafeBufferPointer { buf in
+                seccomp_rule_add_array(ctx, actionValue(rule.action), nr, UInt32(buf.count), buf.baseAddress)
+            }
+            let what = rule.conditions.isEmpty ? "" : " when " + rule.conditions.map(\.description).joined(separator: " && ")
+            try libseccomp("rule \(rule.action) \(rule.syscall)\(what)", rc)
+        }
+        if let newer = profile.newerSyscalls, newer.action != profile.defaultAction, newer.reviewedThrough < newer.upTo {
+            for nr in (newer.reviewedThrough + 1)...newer.upTo {
+                try libseccomp("rule \(newer.action) for system call #\(nr)", seccomp_rule_add_array(ctx, actionValue(newer.action), nr, 0, nil))
+            }
+        }
+        return try body(ctx)
+    }
+
+    /// libseccomp returns -errno.
+    static func libseccomp(_ what: @autoclosure () -> String, _ rc: Int32) throws {
+        if rc < 0 { throw JailError(.system, "seccomp: \(what()): \(strerrorString(-rc))") }
+    }
+
+    /// libseccomp writes to a descriptor; an unlinked temporary file holds the output
+    /// whatever its size (a pipe would block past its buffer; Glibc's module does not
+    /// export memfd_create).
+    static func export(_ ctx: scmp_filter_ctx, _ what: String, _ writer: (scmp_filter_ctx, Int32) -> Int32) throws -> [UInt8] {
+        guard let file = tmpfile() else { throw JailError(.system, "seccomp: tmpfile: \(strerrorString(errno))") }
+        defer { fclose(file) }
+        let fd = fileno(file)
+        try libseccomp("export \(what)", writer(ctx, fd))
+        if lseek(fd, 0, SEEK_SET) < 0 { throw JailError(.system, "seccomp: lseek: \(strerrorString(errno))") }
+        return try FS.readAll(fd, path: "seccomp \(what)")
+    }
+}
