@@ -216,11 +216,31 @@ struct Inspect: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Flag(help: "Print the plan that up would carry out.")
     var dryRun = false
+    @Flag(help: "Print the jail's seccomp profile, rule by rule.")
+    var seccomp = false
+    @Flag(help: "Print the cgroup writes of the jail's limits.")
+    var cgroup = false
     @Argument var name: String
 
     func run() throws {
         try guarded {
-            print(try global.manager().dryRun(name).render(), terminator: "")
+            let m = try global.manager()
+            if seccomp {
+                let spec = try m.jailSpec(name, in: m.loadSpecs())
+                guard let profile = try JailManager.seccompProfile(spec) else {
+                    print("\(name): unconfined (no seccomp filter)")
+                    return
+                }
+                print(SeccompCompiler.render(profile), terminator: "")
+                return
+            }
+            if cgroup {
+                let spec = try m.jailSpec(name, in: m.loadSpecs())
+                print(try m.cgroupDriver().plan(jail: name, instance: m.root.instance,
+                                               limits: JailManager.cgroupLimits(spec.isolation.limits)).render(), terminator: "")
+                return
+            }
+            print(try m.dryRun(name).render(), terminator: "")
         }
     }
 }

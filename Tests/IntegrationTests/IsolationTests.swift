@@ -19,6 +19,10 @@ struct IsolationTests {
         let r = try report(f, "tight")
         for key in ["CapEff", "CapPrm", "CapBnd", "CapAmb", "CapInh"] { #expect(r[key] == "0000000000000000", "\(key)") }
         #expect(r["no_new_privs"] == "1")
+        #expect(r["Seccomp"] == "2")
+        for call in ["keyctl", "bpf", "unshare_user", "mount", "perf_event_open", "ptrace", "settime", "mknod", "raw_socket"] {
+            #expect(r["try:\(call)"] == "Operation not permitted", "\(call): \(r["try:\(call)"] ?? "?")")
+        }
         // /proc/kallsyms (kernel addresses) is /dev/null; /proc/sys is read-only even to root.
         let (_, syms) = try f.exec("tight", ["/bin/cat", "/proc/kallsyms"])
         #expect(syms.isEmpty)
@@ -38,6 +42,8 @@ struct IsolationTests {
         defer { f.cleanUp() }
         try f.sleeper("loose", extra: """
             capabilities = ["NET_BIND_SERVICE", "CHOWN"]
+            [seccomp]
+            allow = ["ptrace"]
             [filesystem]
             readonly_root = false
             tmp_exec = true
@@ -52,6 +58,10 @@ struct IsolationTests {
         #expect(r["CapAmb"] == "0000000000000401")
         #expect(r["writable:/"] == "yes")
         #expect(r["writable:/etc"] == "yes")
+        // ptrace is let through seccomp; the kernel then refuses to trace pid 1 without
+        // CAP_SYS_PTRACE (EPERM) — but keyctl, still denied, stays EPERM from the filter.
+        #expect(r["Seccomp"] == "2")
+        #expect(r["try:keyctl"] == "Operation not permitted")
         let (cp, _) = try f.exec("loose", ["/bin/sh", "-c", "cat \(f.probe) > /tmp/p && chmod 755 /tmp/p && /tmp/p exit 0"])
         #expect(cp == 0)
         let (_, out) = try f.exec("loose", ["/bin/sh", "-c", "ulimit -n"])

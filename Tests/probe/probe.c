@@ -12,6 +12,12 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 static void pids(void) {
@@ -166,6 +172,19 @@ int main(int argc, char **argv) {
     status_line("CapAmb");
     status_line("CapInh");
     status_line("Seccomp");
+    // What the kernel answers to dangerous calls, with arguments that do no harm:
+    // EPERM from seccomp or missing capabilities, EINVAL/EFAULT/EBADF when it got through.
+    errno = 0;
+    printf("try:keyctl=%s\n", syscall(SYS_keyctl, 0x7fffffff, 0, 0, 0, 0) < 0 ? strerror(errno) : "ok");
+    printf("try:bpf=%s\n", syscall(SYS_bpf, 0x7fff, NULL, 0) < 0 ? strerror(errno) : "ok");
+    printf("try:mount=%s\n", mount("none", "/nonexistent", "tmpfs", 0, NULL) < 0 ? strerror(errno) : "ok");
+    printf("try:perf_event_open=%s\n", syscall(SYS_perf_event_open, NULL, 0, -1, -1, 0) < 0 ? strerror(errno) : "ok");
+    printf("try:ptrace=%s\n", syscall(SYS_ptrace, 0x4206 /* SEIZE */, 1, 0, 0) < 0 ? strerror(errno) : "ok");
+    printf("try:settime=%s\n", syscall(SYS_clock_settime, 0x7fff, NULL) < 0 ? strerror(errno) : "ok");
+    printf("try:mknod=%s\n", mknod("/tmp/.probe-node", S_IFCHR | 0600, makedev(1, 3)) < 0 ? strerror(errno) : "ok");
+    printf("try:raw_socket=%s\n", socket(AF_INET, SOCK_RAW, IPPROTO_ICMP) < 0 ? strerror(errno) : "ok");
+    // Last: if it worked, the probe would be in a new user namespace from here on.
+    printf("try:unshare_user=%s\n", unshare(CLONE_NEWUSER) < 0 ? strerror(errno) : "ok");
     pids();
     rootdir();
     fds();

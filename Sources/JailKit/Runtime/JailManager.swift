@@ -51,14 +51,14 @@ public final class JailManager {
     /// The host's cgroup layout, read once per process.
     public lazy var cgroups: Result<CgroupDriver, Error> = Result { try CgroupDriver.host() }
 
-    func cgroupDriver() throws -> CgroupDriver { try cgroups.get() }
+    public func cgroupDriver() throws -> CgroupDriver { try cgroups.get() }
 
     /// The jail's cgroup (paths only; nothing is created).
     public func cgroup(of jail: String) throws -> JailCgroup {
         try cgroupDriver().cgroup(jail: jail, instance: root.instance)
     }
 
-    static func cgroupLimits(_ l: LimitsSpec) -> CgroupLimits {
+    public static func cgroupLimits(_ l: LimitsSpec) -> CgroupLimits {
         CgroupLimits(memory: l.memory, memorySwap: l.memorySwap, pids: l.pids, cpu: l.cpu, cpuWeight: l.cpuWeight)
     }
 
@@ -75,7 +75,7 @@ public final class JailManager {
         return set
     }
 
-    func jailSpec(_ name: String, in set: SpecSet) throws -> JailSpec {
+    public func jailSpec(_ name: String, in set: SpecSet) throws -> JailSpec {
         guard let spec = set.jails[name] else {
             let known = set.jails.keys.sorted().joined(separator: ", ")
             throw JailError(.notFound, "no jail named \(name) in \(specsDirectory)/Jails (known: \(known.isEmpty ? "none" : known))")
@@ -429,11 +429,24 @@ public final class JailManager {
         plan.workdir = spec.workdir
         plan.rlimits = Self.rlimits(iso.limits)
         plan.keepCapabilities = iso.capabilities.compactMap { Capabilities.number(of: $0) }
+        if let profile = try Self.seccompProfile(spec) {
+            plan.seccompFilter = try SeccompCompiler.compile(profile)
+        }
         if let m = idMap {
             plan.namespaces.insert(.user)
             plan.idMap = m
         }
         return plan
+    }
+
+    /// The jail's seccomp profile; nil for "unconfined".
+    public static func seccompProfile(_ spec: JailSpec) throws -> SeccompProfile? {
+        do {
+            let s = spec.isolation.seccomp
+            return try SeccompProfile.forJail(profile: s.profile.rawValue, allow: s.allow, deny: s.deny)
+        } catch {
+            throw JailError(.invalidSpec, "jail \(spec.name): \(error)")
+        }
     }
 
     /// Core dumps off (they would land in the jail's writable places with the memory of

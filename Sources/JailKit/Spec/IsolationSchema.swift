@@ -62,6 +62,12 @@ enum IsolationSchema {
         },
         SpecField("deny", valid: syscallValid) { value, path, spec, context in
             spec.deny = syscallNames(value, at: path, context: &context)
+            for (i, name) in spec.deny.enumerated() where name == "clone3" {
+                // clone3 already answers ENOSYS so glibc falls back to clone; EPERM
+                // would make glibc give up and break threads and posix_spawn.
+                context.report(path.appending(index: i), "denying clone3 with EPERM breaks thread creation",
+                               valid: "leave clone3 out: the default profile already refuses it with ENOSYS")
+            }
         },
     ]
 
@@ -71,6 +77,12 @@ enum IsolationSchema {
         for n in names {
             guard !n.text.isEmpty, n.text.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "_" }) else {
                 context.report(n.path, "\"\(n.text)\" is not a system call name", valid: syscallValid)
+                continue
+            }
+            if SeccompSyscalls.resolve(n.text) == .unknown {
+                let hint = SpecRules.suggestion(for: n.text, among: SeccompSyscalls.table().map(\.name))
+                context.report(n.path, "unknown system call \"\(n.text)\"",
+                               valid: hint.map { "did you mean \"\($0)\"?" } ?? syscallValid)
                 continue
             }
             out.append(n.text)
