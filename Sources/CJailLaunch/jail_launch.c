@@ -465,3 +465,17 @@ int jl_open_in_root(int root_fd, const char *path, int flags, int no_symlinks) {
     int fd = (int)syscall(SYS_openat2, root_fd, path, &how, sizeof how);
     return fd < 0 ? -errno : fd;
 }
+
+int jl_accept_peer(int listen_fd, uid_t *uid) {
+    int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0) return -errno;
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    *uid = cred.uid;
+    return fd;
+}

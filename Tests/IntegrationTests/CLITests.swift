@@ -23,8 +23,10 @@ struct CLITests {
         let cargs = argv.map { strdup($0) } + [nil]
         let cenv = env.map { strdup($0) } + [nil]
         defer { for p in cargs + cenv { free(p) } }
+        var attr = cleanSpawnAttributes()
+        defer { posix_spawnattr_destroy(&attr) }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, Self.binary, &actions, nil, cargs, cenv)
+        let rc = posix_spawn(&pid, Self.binary, &actions, &attr, cargs, cenv)
         close(fds[1])
         guard rc == 0 else {
             close(fds[0])

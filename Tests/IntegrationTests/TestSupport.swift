@@ -53,7 +53,9 @@ func run(_ argv: [String], stdout: Int32 = -1) -> Int32 {
     if stdout >= 0 { posix_spawn_file_actions_adddup2(&actions, stdout, 1) }
     let cargs = argv.map { strdup($0) } + [nil]
     defer { for p in cargs { free(p) } }
-    guard posix_spawn(&pid, argv[0], &actions, nil, cargs, environ) == 0 else { return -1 }
+    var attr = cleanSpawnAttributes()
+    defer { posix_spawnattr_destroy(&attr) }
+    guard posix_spawn(&pid, argv[0], &actions, &attr, cargs, environ) == 0 else { return -1 }
     var status: Int32 = 0
     waitpid(pid, &status, 0)
     return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
@@ -72,4 +74,19 @@ func probeReport(_ text: String) -> [String: String] {
         out[String(line[..<eq])] = String(line[line.index(after: eq)...])
     }
     return out
+}
+
+/// Spawn attributes with an empty signal mask and default dispositions: Swift Testing's
+/// threads block signals (SIGCHLD among them), and a child would inherit that.
+func cleanSpawnAttributes() -> posix_spawnattr_t {
+    var attr = posix_spawnattr_t()
+    posix_spawnattr_init(&attr)
+    var none = sigset_t()
+    sigemptyset(&none)
+    var all = sigset_t()
+    sigfillset(&all)
+    posix_spawnattr_setsigmask(&attr, &none)
+    posix_spawnattr_setsigdefault(&attr, &all)
+    posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+    return attr
 }

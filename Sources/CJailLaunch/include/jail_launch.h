@@ -150,6 +150,10 @@ int jl_pidfd_send_signal(int pidfd, int sig);
 // nor an absolute symlink inside an image can lead outside it. Returns fd or -errno.
 int jl_open_in_root(int root_fd, const char *path, int flags, int no_symlinks);
 
+// Accepts a connection (close-on-exec) and returns its fd, storing the peer's uid from
+// SO_PEERCRED in *uid. Returns -errno on failure.
+int jl_accept_peer(int listen_fd, uid_t *uid);
+
 // Reads the start time (field 22 of /proc/PID/stat) in clock ticks; 0 when gone.
 unsigned long long jl_proc_start_time(pid_t pid);
 

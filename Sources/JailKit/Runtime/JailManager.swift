@@ -17,8 +17,11 @@ public struct JailStatus: Sendable, Equatable, Codable {
     public var exitCode: Int32?
     public var signal: Int32?
     public var oomKilled = false
+    public var crashLoop = false
+    public var restarts = 0
 
     public var summary: String {
+        if crashLoop { return "crash-loop" }
         switch state {
         case .running: return "running"
         case .stopped: return "stopped"
@@ -114,12 +117,18 @@ public final class JailManager {
         public var alreadyRunning: Bool
     }
 
-    /// Starts a jail detached, under a monitor that records its exit.
-    public func up(_ name: String) throws -> UpResult {
+    /// Starts a jail detached, under a monitor that records its exit. An explicit `up`
+    /// also clears a crash loop; the supervisor's restarts (`restart: true`) keep the
+    /// failure count that drives the backoff.
+    public func up(_ name: String, restart: Bool = false) throws -> UpResult {
         let lock = try JailLock(root: root, jail: name)
         defer { lock.release() }
+        let previous = try state.jail(name)
         if let current = try status(of: name), current.state == .running {
             return UpResult(status: current, alreadyRunning: true)
+        }
+        if restart, let p = previous, !p.wanted || p.crashLoop {
+            throw JailError(.busy, "jail \(name) is no longer wanted up; not restarting it")
         }
         let set = try loadSpecs()
         let spec = try jailSpec(name, in: set)
@@ -153,9 +162,10 @@ public final class JailManager {
         undo.add("stop the jail") { try self.kill(pid: child.pid, startTime: child.startTime, signal: SIGKILL) }
         let record = JailRecord(name: name, image: spec.image, imageHash: prepared.image.hash, state: .running,
                                 pid: child.pid, startTime: Int64(child.startTime), monitorPid: child.monitor,
-                                startedAt: started, endedAt: nil, exitStatus: nil, specFile: spec.file)
+                                startedAt: started, endedAt: nil, exitStatus: nil, specFile: spec.file,
+                                wanted: true, failures: restart ? previous?.failures ?? 0 : 0, crashLoop: false)
         try state.save(record)
-        try state.record(event: "start", jail: name, detail: "pid \(child.pid) image \(spec.image)@\(prepared.image.hash.prefix(12))")
+        try state.record(event: restart ? "restart" : "start", jail: name, detail: "pid \(child.pid) image \(spec.image)@\(prepared.image.hash.prefix(12))")
         undo.commit()
         return UpResult(status: status(from: record, exit: nil), alreadyRunning: false)
     }
@@ -196,6 +206,8 @@ public final class JailManager {
             try FS.removeTree(root.jailRun(name))
             return DownResult(wasRunning: false, status: nil)
         }
+        // Unwanted first, so a supervisor that sees the exit does not restart it.
+        try state.setSupervision(name, failures: 0, crashLoop: false, wanted: false)
         let wasRunning = isAlive(record)
         if wasRunning {
             let signal = (try? loadSpecs()).flatMap { $0.jails[name]?.stopSignal } ?? SIGTERM
@@ -209,6 +221,8 @@ public final class JailManager {
         let cg = try cgroup(of: name)
         try cg.kill()
         try cg.remove()
+        record = try state.jail(name) ?? record
+        record.wanted = false
         if record.state == .running {
             record.state = wasRunning ? .stopped : .exited
             record.exitStatus = exit?.status
@@ -237,15 +251,12 @@ public final class JailManager {
     /// while nobody was looking.
     func refreshed(_ r: JailRecord) throws -> JailStatus {
         guard r.state == .running, !isAlive(r) else { return status(from: r, exit: nil) }
-        var r = r
         let exit = waitForExitFile(r.name, seconds: 0.5)
-        r.state = .exited
-        r.exitStatus = exit?.status
-        r.endedAt = exit?.endedAt ?? wallClock()
         try noteOOM(r.name, since: r.startedAt)
-        try state.save(r)
-        try state.record(event: "exit", jail: r.name, detail: exit.map { "wait status \($0.status)" } ?? "exit status lost")
-        return status(from: r, exit: exit)
+        _ = try state.markExited(r.name, startTime: r.startTime, exitStatus: exit?.status, endedAt: exit?.endedAt ?? wallClock(),
+                                 detail: exit.map { "wait status \($0.status)" } ?? "exit status lost")
+        guard let now = try state.jail(r.name) else { return status(from: r, exit: exit) }
+        return status(from: now, exit: exit)
     }
 
     /// Records an OOM kill the kernel counted in the jail's cgroup (once per run).
@@ -273,6 +284,8 @@ public final class JailManager {
             if ws & 0x7f == 0 { s.exitCode = (ws >> 8) & 0xff } else { s.signal = ws & 0x7f }
         }
         if state != .running { s.oomKilled = oomKilled(r) }
+        s.crashLoop = r.crashLoop
+        s.restarts = r.failures
         return s
     }
 

@@ -43,6 +43,7 @@ public enum SpecLoader {
             if let image { set.images[name] = image }
         }
 
+        var maps: [String: (String, TOMLSourceMap)] = [:]
         for fileName in jailFiles ?? [] {
             let name = String(fileName.dropLast(fileExtension.count))
             let file = join(jailsPath, fileName)
@@ -54,8 +55,51 @@ public enum SpecLoader {
             }
             diagnostics += sorted(context.diagnostics)
             if let jail, !context.hasErrors { set.jails[name] = jail }
+            maps[name] = (file, context.map)
         }
+        diagnostics += checkOrder(set: &set, jailNames: Set(maps.keys), maps: maps, hostChecks: hostChecks)
         return (set, diagnostics)
+    }
+
+    /// `after` names jails that exist and has no cycles; offending jails are dropped from
+    /// the set with an error at the entry that names the missing jail or closes the cycle.
+    static func checkOrder(set: inout SpecSet, jailNames: Set<String>, maps: [String: (String, TOMLSourceMap)],
+                           hostChecks: Bool) -> [SpecDiagnostic]
+    {
+        var out: [SpecDiagnostic] = []
+        func report(_ jail: String, _ index: Int, _ message: String, _ valid: String) {
+            guard let (file, map) = maps[jail] else { return }
+            var context = SpecContext(file: file, map: map, hostChecks: hostChecks)
+            context.report(TOMLKeyPath.root.appending("after").appending(index: index), message, valid: valid)
+            out += context.diagnostics
+        }
+        var bad: Set<String> = []
+        for (name, jail) in set.jails {
+            for (i, dep) in jail.supervision.after.enumerated() where !jailNames.contains(dep) || dep == name {
+                report(name, i, dep == name ? "a jail cannot start after itself" : "no jail \"\(dep)\"",
+                       "names of files in \(jailsDirectory)/ without .toml")
+                bad.insert(name)
+            }
+        }
+        // Depth-first search; a back edge closes a cycle.
+        var state: [String: Int] = [:]  // 1 visiting, 2 done
+        func visit(_ name: String, path: [String]) {
+            state[name] = 1
+            for (i, dep) in (set.jails[name]?.supervision.after ?? []).enumerated() {
+                if state[dep] == 1 {
+                    let cycle = (path + [name]).drop { $0 != dep } + [dep]
+                    report(name, i, "start order has a cycle: \(cycle.joined(separator: " -> "))",
+                           "remove one of these \"after\" entries")
+                    bad.formUnion(cycle)
+                } else if state[dep] == nil, set.jails[dep] != nil {
+                    visit(dep, path: path + [name])
+                }
+            }
+            state[name] = 2
+        }
+        for name in set.jails.keys.sorted() where state[name] == nil { visit(name, path: []) }
+        for name in bad { set.jails[name] = nil }
+        return sorted(out)
     }
 
     // MARK: single files
@@ -98,6 +142,7 @@ public enum SpecLoader {
             workdir: draft.workdir, env: draft.env, volumes: draft.volumes, stopSignal: draft.stopSignal,
             stopTimeout: draft.stopTimeout, description: draft.description)
         jail.isolation = draft.isolation
+        jail.supervision = draft.supervision
         return (jail, image)
     }
 

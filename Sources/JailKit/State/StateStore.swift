@@ -20,6 +20,12 @@ public struct JailRecord: Codable, Sendable, Equatable, FetchableRecord, Persist
     /// The raw wait status, when the jail has exited.
     public var exitStatus: Int32?
     public var specFile: String
+    /// What the sysadmin asked for last: the supervisor restarts only jails wanted up.
+    public var wanted: Bool = true
+    /// Failed runs in a row (runs shorter than restart_reset); drives the backoff.
+    public var failures: Int = 0
+    /// Too many restarts within the window: no more until `jailctl reset`.
+    public var crashLoop: Bool = false
 }
 
 public struct ImageRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
@@ -99,6 +105,13 @@ public final class StateStore: Sendable {
                 t.column("size", .integer).notNull()
             }
         }
+        m.registerMigration("v4-supervisor") { db in
+            try db.alter(table: "jails") { t in
+                t.add(column: "wanted", .boolean).notNull().defaults(to: true)
+                t.add(column: "failures", .integer).notNull().defaults(to: 0)
+                t.add(column: "crashLoop", .boolean).notNull().defaults(to: false)
+            }
+        }
         return m
     }
 
@@ -142,6 +155,31 @@ public final class StateStore: Sendable {
 
     public func save(_ record: JailRecord) throws {
         try db.write { try record.save($0) }
+    }
+
+    /// Marks one run of a jail (named by its start time) as exited, and only once: several
+    /// processes (CLI calls, the supervisor) may notice the same exit. Returns whether this
+    /// call was the one that recorded it, in which case it also adds the "exit" event.
+    public func markExited(_ name: String, startTime: Int64, exitStatus: Int32?, endedAt: Double, detail: String) throws -> Bool {
+        try db.write { db in
+            try db.execute(sql: """
+                UPDATE jails SET state = 'exited', exitStatus = ?, endedAt = ?
+                WHERE name = ? AND state = 'running' AND startTime = ?
+                """, arguments: [exitStatus, endedAt, name, startTime])
+            guard db.changesCount > 0 else { return false }
+            try EventRecord(id: nil, time: wallClock(), jail: name, kind: "exit", detail: detail).insert(db)
+            return true
+        }
+    }
+
+    /// Updates only the supervisor's columns, never a whole record read earlier (a CLI
+    /// call may have changed others in between).
+    public func setSupervision(_ name: String, failures: Int? = nil, crashLoop: Bool? = nil, wanted: Bool? = nil) throws {
+        try db.write { db in
+            if let failures { try db.execute(sql: "UPDATE jails SET failures = ? WHERE name = ?", arguments: [failures, name]) }
+            if let crashLoop { try db.execute(sql: "UPDATE jails SET crashLoop = ? WHERE name = ?", arguments: [crashLoop, name]) }
+            if let wanted { try db.execute(sql: "UPDATE jails SET wanted = ? WHERE name = ?", arguments: [wanted, name]) }
+        }
     }
 
     public func deleteJail(_ name: String) throws {

@@ -1,0 +1,287 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CJailLaunch
+import Logging
+
+/// The supervisor (`jailctl daemon`): restarts jails that end, with backoff and
+/// crash-loop detection. It owns no jail: every jail lives under its own monitor process,
+/// which records the exit status in `run/<jail>/exit`. The supervisor learns of exits
+/// from inotify on those files (no polling; idle means blocked in poll(2)), and reads
+/// everything else from the state database, so killing it (even SIGKILL) and starting it
+/// again loses nothing: on start it reconciles what should run with what runs.
+public final class Supervisor {
+    let manager: JailManager
+    let logger: Logger
+    private var inotify: Int32 = -1
+    private var watches: [Int32: String] = [:]  // watch descriptor → jail ("" for run/)
+    private var timers: [String: Double] = [:]  // jail → monotonic time of its restart
+    private var listener: Int32 = -1
+    public private(set) var running = false
+
+    public var socketPath: String { manager.root.path + "/supervisor.sock" }
+
+    public init(manager: JailManager, logger: Logger) {
+        self.manager = manager
+        self.logger = logger
+    }
+
+    deinit {
+        if inotify >= 0 { close(inotify) }
+        if listener >= 0 { close(listener) }
+    }
+
+    /// Sets up watches and the control socket, reconciles, and tells systemd it is ready.
+    public func start() throws {
+        inotify = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
+        if inotify < 0 { throw SystemError("inotify_init1") }
+        let runDir = manager.root.runDir
+        let wd = inotify_add_watch(inotify, runDir, UInt32(IN_CREATE | IN_MOVED_TO | IN_ONLYDIR))
+        if wd < 0 { throw SystemError("inotify_add_watch \(runDir)") }
+        watches[wd] = ""
+        try listen()
+        reconcile()
+        running = true
+        notifySystemd("READY=1\nSTATUS=supervising \(watches.count - 1) jails")
+        logger.info("supervisor ready: \(manager.root.path) (instance \(manager.root.instance))")
+    }
+
+    /// Runs until `stop` is set (tests) or forever (the daemon).
+    public func run(until stop: () -> Bool = { false }) throws {
+        var buf = [UInt8](repeating: 0, count: 64 * 1024)
+        while !stop() {
+            var fds = [pollfd(fd: inotify, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: listener, events: Int16(POLLIN), revents: 0)]
+            let timeout = nextTimeout()
+            let rc = poll(&fds, 2, timeout)
+            if rc < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("poll")
+            }
+            if fds[0].revents != 0 { drainInotify(&buf) }
+            if fds[1].revents != 0 { acceptOne() }
+            fireTimers()
+        }
+    }
+
+    // MARK: reconcile
+
+    /// Watches every jail's run directory and decides about jails that ended while no
+    /// supervisor was looking.
+    func reconcile() {
+        let records: [JailRecord]
+        do { records = try manager.state.jails() } catch {
+            logger.error("reconcile: reading the state database: \(error)")
+            return
+        }
+        for r in records where r.wanted {
+            watch(jail: r.name)
+            handleExit(r.name)
+        }
+    }
+
+    private func watch(jail: String) {
+        guard !watches.values.contains(jail) else { return }
+        let dir = manager.root.jailRun(jail)
+        let wd = inotify_add_watch(inotify, dir, UInt32(IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE_SELF))
+        if wd >= 0 {
+            watches[wd] = jail
+        } else if errno != ENOENT {
+            logger.warning("watching \(dir): \(strerrorString(errno)); its exits are seen at the next reconcile")
+        }
+    }
+
+    private func drainInotify(_ buf: inout [UInt8]) {
+        while true {
+            let n = buf.withUnsafeMutableBytes { read(inotify, $0.baseAddress, $0.count) }
+            if n <= 0 { return }
+            var off = 0
+            let headerSize = MemoryLayout<inotify_event>.size
+            while off + headerSize <= n {
+                let (wd, mask, len) = buf.withUnsafeBytes { raw -> (Int32, UInt32, Int) in
+                    let e = raw.loadUnaligned(fromByteOffset: off, as: inotify_event.self)
+                    return (e.wd, e.mask, Int(e.len))
+                }
+                let nameBytes = buf[(off + headerSize)..<min(n, off + headerSize + len)].prefix { $0 != 0 }
+                let name = String(decoding: nameBytes, as: UTF8.self)
+                off += headerSize + len
+                guard let jail = watches[wd] else { continue }
+                if mask & UInt32(IN_IGNORED) != 0 {
+                    watches[wd] = nil
+                } else if jail.isEmpty {
+                    // A new run directory: a jail was started (by the CLI or by us).
+                    watch(jail: name)
+                    handleExit(name)
+                } else if name == "exit" {
+                    handleExit(jail)
+                }
+            }
+        }
+    }
+
+    // MARK: decisions
+
+    /// The jail may have ended: if so, and it is wanted up, decide whether and when to
+    /// restart it.
+    func handleExit(_ name: String) {
+        do {
+            guard let r = try manager.state.jail(name), r.wanted, !r.crashLoop, timers[name] == nil else { return }
+            guard let status = try manager.status(of: name), status.state == .exited else { return }
+            guard let r2 = try manager.state.jail(name),
+                  let spec = try manager.loadSpecs().jails[name] else { return }
+            let now = wallClock()
+            let recent = try manager.state.events(jail: name, limit: 1000)
+                .filter { $0.kind == "restart" && now - $0.time <= spec.supervision.restartWindow }.map(\.time)
+            let ranFor = (r2.endedAt ?? now) - r2.startedAt
+            let decision = RestartPolicy.decide(spec.supervision, exitStatus: r2.exitStatus, ranFor: ranFor,
+                                                failures: r2.failures, recentRestarts: recent, now: now,
+                                                jitter: Double.random(in: 0.9...1.1))
+            switch decision {
+            case .stay:
+                return
+            case .restart(let delay, let failures):
+                try manager.state.setSupervision(name, failures: failures)
+                timers[name] = monotonic() + delay
+                logger.info("jail \(name) ended (\(status.summary)); restarting in \(String(format: "%.2f", delay))s")
+            case .crashLoop(let restarts):
+                try manager.state.setSupervision(name, crashLoop: true)
+                try manager.state.record(event: "crashloop", jail: name,
+                                         detail: "\(restarts) restarts within \(Int(spec.supervision.restartWindow))s; not restarting until `jailctl reset \(name)`")
+                logger.error("jail \(name) is crash-looping: \(restarts) restarts within \(spec.supervision.restartWindow)s")
+            }
+        } catch {
+            logger.error("jail \(name): deciding about its exit: \(error)")
+        }
+    }
+
+    private func nextTimeout() -> Int32 {
+        guard let next = timers.values.min() else { return -1 }
+        return Int32(max(0, min(Double(Int32.max), (next - monotonic()) * 1000).rounded(.up)))
+    }
+
+    private func fireTimers() {
+        let now = monotonic()
+        for (name, at) in timers where at <= now {
+            timers[name] = nil
+            do {
+                let r = try manager.up(name, restart: true)
+                logger.info("jail \(name) restarted (pid \(r.status.pid ?? 0))")
+                watch(jail: name)
+            } catch {
+                logger.error("jail \(name): restart failed: \(error)")
+                try? manager.state.record(event: "restart-failed", jail: name, detail: "\(error)")
+                // A failed launch is a failed run: decide again (backoff, crash loop).
+                handleExitAfterFailedLaunch(name)
+            }
+        }
+    }
+
+    private func handleExitAfterFailedLaunch(_ name: String) {
+        do {
+            // The record still describes the last run, which has ended; count the failed
+            // launch as a restart so backoff and crash-loop limits apply to it too.
+            try manager.state.record(event: "restart", jail: name, detail: "launch failed")
+        } catch {
+            logger.error("jail \(name): recording a failed restart: \(error)")
+        }
+        handleExit(name)
+    }
+
+    // MARK: control socket
+
+    /// A root-only Unix socket: `ping` answers with the supervisor's pid. Peers are
+    /// checked with SO_PEERCRED: only uid 0 may talk to it.
+    private func listen() throws {
+        let path = socketPath
+        unlink(path)
+        listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        if listener < 0 { throw SystemError("socket") }
+        var addr = try unixAddress(path)
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if rc < 0 { throw SystemError("bind \(path)") }
+        chmod(path, 0o600)
+        if Glibc.listen(listener, 16) < 0 { throw SystemError("listen \(path)") }
+    }
+
+    private func acceptOne() {
+        var uid: uid_t = 0
+        let fd = jl_accept_peer(listener, &uid)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        guard uid == 0 else {
+            logger.warning("control socket: refused a peer that is not root")
+            return
+        }
+        var buf = [UInt8](repeating: 0, count: 512)
+        let n = read(fd, &buf, buf.count)
+        guard n > 0 else { return }
+        let command = String(decoding: buf[0..<n], as: UTF8.self).trimmingSuffix("\n")
+        let reply: String
+        switch command.split(separator: " ").first.map(String.init) {
+        case "ping": reply = "pong \(getpid())\n"
+        case "reconcile":
+            reconcile()
+            reply = "ok\n"
+        default: reply = "error: unknown command\n"
+        }
+        _ = Array(reply.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    }
+
+    /// Asks a running supervisor over its socket; nil when none answers.
+    public static func ask(_ root: StateRoot, _ command: String) -> String? {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        guard var addr = try? unixAddress(root.path + "/supervisor.sock") else { return nil }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard rc == 0 else { return nil }
+        let line = Array((command + "\n").utf8)
+        guard line.withUnsafeBytes({ FS.writeAll(fd, $0.baseAddress, $0.count) }) else { return nil }
+        var buf = [UInt8](repeating: 0, count: 512)
+        let n = read(fd, &buf, buf.count)
+        return n > 0 ? String(decoding: buf[0..<n], as: UTF8.self) : nil
+    }
+
+    /// `sd_notify` without libsystemd: one datagram to $NOTIFY_SOCKET.
+    private func notifySystemd(_ message: String) {
+        guard let env = getenv("NOTIFY_SOCKET") else { return }
+        var path = String(cString: env)
+        // An abstract socket is written with a leading '@' and has a NUL there.
+        let abstract = path.hasPrefix("@")
+        if abstract { path.removeFirst() }
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0, var addr = try? unixAddress((abstract ? "\0" : "") + path) else { return }
+        defer { close(fd) }
+        let bytes = Array(message.utf8)
+        let sent = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                bytes.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, 0, sa, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+        }
+        if sent < 0 { logger.warning("sd_notify: \(strerrorString(errno))") }
+    }
+}
+
+func unixAddress(_ path: String) throws -> sockaddr_un {
+    var addr = sockaddr_un()
+    addr.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    let capacity = MemoryLayout.size(ofValue: addr.sun_path)
+    guard bytes.count < capacity else { throw JailError(.system, "socket path too long: \(path)") }
+    withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+        for (i, b) in bytes.enumerated() { raw[i] = b }
+    }
+    return addr
+}
+
+extension String {
+    func trimmingSuffix(_ suffix: String) -> String {
+        var s = self
+        while s.hasSuffix(suffix) { s.removeLast(suffix.count) }
+        return s
+    }
+}

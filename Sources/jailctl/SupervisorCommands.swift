@@ -1,0 +1,138 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import JailKit
+import Logging
+
+struct Daemon: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Supervise jails: restart those that end, per their restart policy.",
+        discussion: """
+            Jails do not depend on the daemon: each runs under its own monitor process, so the
+            daemon can be stopped, killed or upgraded while they run; when it starts again it
+            picks up every jail from the state database and decides about those that ended in
+            between. Under systemd use Type=notify and Delegate=yes (see scripts/jailctl.service).
+            """)
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        try guarded {
+            let m = try global.manager()
+            if let answer = Supervisor.ask(m.root, "ping") {
+                throw JailError(.busy, "a supervisor already runs for \(m.root.path) (\(answer.trimmingCharacters(in: .whitespacesAndNewlines)))")
+            }
+            // A parent may have left signals blocked (a test runner's thread, a shell
+            // script's trap): SIGTERM and SIGINT must end the daemon, never the jails.
+            var none = sigset_t()
+            sigemptyset(&none)
+            sigprocmask(SIG_SETMASK, &none, nil)
+            let s = Supervisor(manager: m, logger: Logger(label: "jailctl.daemon"))
+            try s.start()
+            try s.run()
+        }
+    }
+}
+
+struct Restart: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Stop and start jails again.")
+    @OptionGroup var global: GlobalOptions
+    @Argument var names: [String]
+
+    func run() throws {
+        try guarded {
+            let m = try global.manager()
+            for name in names {
+                _ = try m.down(name)
+                let r = try m.up(name)
+                print("\(name): restarted (pid \(r.status.pid ?? 0))")
+            }
+        }
+    }
+}
+
+struct Reset: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Leave the crash-loop state and start the jail again.")
+    @OptionGroup var global: GlobalOptions
+    @Argument var names: [String]
+
+    func run() throws {
+        try guarded {
+            let m = try global.manager()
+            for name in names {
+                let r = try m.up(name)
+                print("\(name): \(r.alreadyRunning ? "already running" : "running") (pid \(r.status.pid ?? 0))")
+            }
+        }
+    }
+}
+
+struct Events: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show what happened to jails: starts, exits, restarts, crash loops, OOM kills.")
+    @OptionGroup var global: GlobalOptions
+    @Flag var json = false
+    @Flag(name: .shortAndLong, help: "Keep printing new events.")
+    var follow = false
+    @Option(name: [.customShort("n"), .long]) var lines = 50
+    @Argument var name: String?
+
+    func run() throws {
+        try guarded {
+            let m = try global.manager()
+            var last: Int64 = 0
+            repeat {
+                let events = try m.state.events(jail: name, limit: follow && last > 0 ? 1000 : lines).filter { ($0.id ?? 0) > last }
+                for e in events {
+                    if json {
+                        let enc = JSONEncoder()
+                        enc.outputFormatting = [.sortedKeys]
+                        print(String(decoding: try enc.encode(e), as: UTF8.self))
+                    } else {
+                        print("\(formatTime(e.time))  \(pad(e.jail, 14))\(pad(e.kind, 14))\(e.detail)")
+                    }
+                    last = max(last, e.id ?? 0)
+                }
+                if follow { usleep(250_000) }
+            } while follow
+        }
+    }
+}
+
+struct Stats: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Memory, processes and CPU time of running jails.")
+    @OptionGroup var global: GlobalOptions
+    @Flag var json = false
+    @Argument var name: String?
+
+    struct Row: Codable {
+        var name: String
+        var memoryBytes: UInt64?
+        var memoryPeakBytes: UInt64?
+        var pids: Int?
+        var cpuSeconds: Double?
+        var oomKills: UInt64?
+    }
+
+    func run() throws {
+        try guarded {
+            let m = try global.manager()
+            let running = try m.statuses().filter { $0.state == .running && (name == nil || $0.name == name) }
+            let rows = try running.map { s -> Row in
+                let st = try m.stats(of: s.name)
+                return Row(name: s.name, memoryBytes: st.memoryCurrent, memoryPeakBytes: st.memoryPeak, pids: st.pidsCurrent,
+                           cpuSeconds: st.cpuUsageMicros.map { Double($0) / 1e6 }, oomKills: st.oomKills)
+            }
+            if json {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try enc.encode(rows), as: UTF8.self))
+                return
+            }
+            print(pad("JAIL", 16) + pad("MEMORY", 12) + pad("PEAK", 12) + pad("PIDS", 6) + pad("CPU s", 10) + "OOM")
+            for r in rows {
+                print(pad(r.name, 16) + pad(r.memoryBytes.map { "\($0 >> 20)M" } ?? "-", 12)
+                      + pad(r.memoryPeakBytes.map { "\($0 >> 20)M" } ?? "-", 12) + pad(r.pids.map(String.init) ?? "-", 6)
+                      + pad(r.cpuSeconds.map { String(format: "%.2f", $0) } ?? "-", 10) + (r.oomKills.map(String.init) ?? "-"))
+            }
+        }
+    }
+}
