@@ -167,6 +167,10 @@ public final class JailManager {
         try state.save(record)
         try state.record(event: restart ? "restart" : "start", jail: name, detail: "pid \(child.pid) image \(spec.image)@\(prepared.image.hash.prefix(12))")
         undo.commit()
+        if !restart {
+            // Tell a running supervisor about the jail (nothing happens when none runs).
+            _ = Supervisor.ask(root, "check \(name)")
+        }
         return UpResult(status: status(from: record, exit: nil), alreadyRunning: false)
     }
 

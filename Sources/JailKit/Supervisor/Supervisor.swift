@@ -130,8 +130,12 @@ public final class Supervisor {
             guard let r2 = try manager.state.jail(name),
                   let spec = try manager.loadSpecs().jails[name] else { return }
             let now = wallClock()
-            let recent = try manager.state.events(jail: name, limit: 1000)
-                .filter { $0.kind == "restart" && now - $0.time <= spec.supervision.restartWindow }.map(\.time)
+            // Restarts since the sysadmin's last explicit start (`up`, `reset`) only: a
+            // reset starts the count over.
+            let events = try manager.state.events(jail: name, limit: 1000)
+            let lastStart = events.last { $0.kind == "start" }?.time ?? 0
+            let recent = events.filter { $0.kind == "restart" && $0.time >= lastStart && now - $0.time <= spec.supervision.restartWindow }
+                .map(\.time)
             let ranFor = (r2.endedAt ?? now) - r2.startedAt
             let decision = RestartPolicy.decide(spec.supervision, exitStatus: r2.exitStatus, ranFor: ranFor,
                                                 failures: r2.failures, recentRestarts: recent, now: now,
@@ -144,9 +148,9 @@ public final class Supervisor {
                 timers[name] = monotonic() + delay
                 logger.info("jail \(name) ended (\(status.summary)); restarting in \(String(format: "%.2f", delay))s")
             case .crashLoop(let restarts):
-                try manager.state.setSupervision(name, crashLoop: true)
                 try manager.state.record(event: "crashloop", jail: name,
                                          detail: "\(restarts) restarts within \(Int(spec.supervision.restartWindow))s; not restarting until `jailctl reset \(name)`")
+                try manager.state.setSupervision(name, crashLoop: true)
                 logger.error("jail \(name) is crash-looping: \(restarts) restarts within \(spec.supervision.restartWindow)s")
             }
         } catch {
@@ -224,6 +228,17 @@ public final class Supervisor {
         case "reconcile":
             reconcile()
             reply = "ok\n"
+        case "check":
+            // Sent by `up` once the jail's record is saved: a jail that ended before the
+            // record existed would otherwise never be looked at again.
+            let name = command.split(separator: " ").dropFirst().first.map(String.init) ?? ""
+            if SpecName.parse(name).problem == nil {
+                watch(jail: name)
+                handleExit(name)
+                reply = "ok\n"
+            } else {
+                reply = "error: bad jail name\n"
+            }
         default: reply = "error: unknown command\n"
         }
         _ = Array(reply.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
