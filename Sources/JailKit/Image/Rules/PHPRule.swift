@@ -111,7 +111,16 @@ public struct PHPRule: ImageRule {
             }
             try context.addELF(paths, "extension enabled for \(RuleContext.basename(binary))", to: &plan)
         }
+        // Debian's PHP uses the system's time zone database instead of its own copy, and
+        // checks even its "UTC" fallback there; "right/" and "posix/" are duplicates.
+        if !programs.isEmpty, FS.isDirectory(zoneinfo) {
+            for name in try FS.list(zoneinfo).sorted() where name != "right" && name != "posix" {
+                try context.addPath(zoneinfo + "/" + name, "time zone database (date.timezone)", to: &plan)
+            }
+        }
     }
+
+    let zoneinfo = "/usr/share/zoneinfo"
 
     /// PHP's compiled-in extension_dir (Debian: /usr/lib/php/<API date>), found as the
     /// string in the binary; else the one such directory that exists.
