@@ -27,29 +27,54 @@ struct Validate: ParsableCommand {
 }
 
 struct Build: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Build images into the image store.")
+    static let configuration = CommandConfiguration(
+        abstract: "Build images into the image store (only those that are stale or not built).")
     @OptionGroup var global: GlobalOptions
     @Flag(help: "Print every file of the image and why it is there, without building.")
     var explain = false
+    @Flag(help: "List stale images and the sources that changed, without building; exit 1 if any is stale.")
+    var check = false
+    @Flag(help: "Rebuild even if the image is up to date.")
+    var force = false
     @Argument(help: "Image names (default: all).")
     var images: [String] = []
 
     func run() throws {
+        var stale = false
         try guarded {
             let m = try global.manager()
             let set = try m.loadSpecs()
             let names = images.isEmpty ? set.images.keys.sorted() : images
             for name in names {
+                guard let spec = set.images[name] else { throw JailError(.notFound, "no image named \(name)") }
+                let ids = JailManager.identities(of: name, in: set)
                 if explain {
-                    guard let spec = set.images[name] else { throw JailError(.notFound, "no image named \(name)") }
-                    let ids = JailManager.identities(of: name, in: set)
                     print(try ImageBuilder.host().plan(spec, users: ids.users, groups: ids.groups).explain(), terminator: "")
+                    continue
+                }
+                // Up to date: built, and no source or parameter changed since.
+                let parameters = ImageBuilder.parameters(users: ids.users, groups: ids.groups)
+                var changes: [ChangedSource]?
+                if try m.images.path(of: name) != nil { changes = try m.images.staleness(of: name, parameters: parameters) }
+                if check {
+                    if let changes, changes.isEmpty {
+                        print("\(name): up to date")
+                    } else {
+                        stale = true
+                        print("\(name): \(changes == nil ? "not built" : "stale")")
+                        for c in changes ?? [] { print("  \(c)") }
+                    }
+                    continue
+                }
+                if !force, let changes, changes.isEmpty {
+                    print("\(name): up to date")
                     continue
                 }
                 let r = try m.build(name, set: set)
                 print("\(name): \(r.record.files) files, \(r.record.bytes) bytes, \(String(format: "%.1f", r.seconds * 1000)) ms -> \(r.record.hash.prefix(12))")
             }
         }
+        if stale { throw ExitCode(1) }
     }
 }
 

@@ -7,11 +7,23 @@ import Glibc
 /// directories, mount points, and its own passwd/group. Reads the host, writes nothing.
 public struct ImageBuilder {
     public let closure: ELFClosure
+    /// Built-in rules, run in this order after binaries, files and directories: later
+    /// rules look at what earlier ones added (PAM modules for sshd from a package, gconv
+    /// for a PHP program, NSS for the shadow PAM needs).
+    public let rules: [any ImageRule]
+
+    public static let defaultRules: [any ImageRule] = [
+        PackagesRule(), DlopenRule(), PAMRule(), PHPRule(), GconvRule(), NSSRule(), HostsRule(),
+        TimezoneRule(), CACertificatesRule(), TerminfoRule(),
+    ]
 
     /// Directories every image has: mount points of the launch plan, and /etc.
     public static let baseDirectories = ["/dev", "/etc", "/proc", "/root", "/run", "/sys", "/tmp"]
 
-    public init(closure: ELFClosure) { self.closure = closure }
+    public init(closure: ELFClosure, rules: [any ImageRule] = ImageBuilder.defaultRules) {
+        self.closure = closure
+        self.rules = rules
+    }
 
     public static func host() throws -> ImageBuilder {
         do {
@@ -21,11 +33,21 @@ public struct ImageBuilder {
         }
     }
 
+    /// Non-file values a plan depends on, as recorded in its manifest.
+    public static func parameters(users: [String], groups: [String]) -> [String: String] {
+        ["users": Set(users).sorted().joined(separator: ","), "groups": Set(groups).sorted().joined(separator: ",")]
+    }
+
     public func plan(_ spec: ImageSpec, users: [String] = [], groups: [String] = []) throws -> ImagePlan {
         var plan = ImagePlan()
         for d in Self.baseDirectories { plan.add(d, .directory, reason: "mount point / base directory") }
         let hostPasswd = (try? FS.readText("/etc/passwd")) ?? ""
         let hostGroup = (try? FS.readText("/etc/group")) ?? ""
+        // What the plan depends on besides copied files, for staleness checks.
+        plan.parameters = Self.parameters(users: users, groups: groups)
+        // The spec decides everything else. The host's passwd is not an input: it changes
+        // with every user added on the host, and only the few entries picked matter.
+        if !spec.file.isEmpty { plan.noteInput(spec.file) }
         // A name the host does not know is left out here; the jail that asks for it
         // fails at `up` with "unknown user", while the image's other jails still work.
         let (ids, _) = IdentityFiles.select(users: users, groups: groups, hostPasswd: hostPasswd, hostGroup: hostGroup)
@@ -56,6 +78,13 @@ public struct ImageBuilder {
             }
         }
         for d in spec.directories { plan.add(d, .directory, reason: "directories") }
+        for rule in rules {
+            do {
+                try rule.apply(to: &plan, context: RuleContext(spec: spec, closure: closure, ruleName: rule.name))
+            } catch {
+                throw JailError(.image, "image \(spec.name): \(error)")
+            }
+        }
         return plan
     }
 

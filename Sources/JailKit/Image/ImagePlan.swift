@@ -19,6 +19,15 @@ public struct ImagePlan: Sendable, Equatable {
 
     public private(set) var entries: [Entry] = []
     private var index: [String: Int] = [:]
+    /// Host files and directories that planning read without copying them (config that
+    /// decided what goes in, dpkg lists, the spec): staleness watches them too.
+    public private(set) var inputs: [String] = []
+    private var inputSet: Set<String> = []
+    /// Values other than files that decided the plan (the users its jails run as);
+    /// recorded in the manifest so a change makes the image stale.
+    public var parameters: [String: String] = [:]
+    /// Things a rule looked at and left out on purpose, for `--explain`.
+    public private(set) var notes: [String] = []
 
     public init() {}
 
@@ -30,6 +39,14 @@ public struct ImagePlan: Sendable, Equatable {
     }
 
     public func contains(_ path: String) -> Bool { index[path] != nil }
+
+    public func entry(_ path: String) -> Entry? { index[path].map { entries[$0] } }
+
+    public mutating func noteInput(_ path: String) {
+        if inputSet.insert(path).inserted { inputs.append(path) }
+    }
+
+    public mutating func note(_ text: String) { notes.append(text) }
 
     /// Entries sorted by path, so parents come before children and the manifest is stable.
     public var sorted: [Entry] { entries.sorted { $0.path < $1.path } }
@@ -44,6 +61,6 @@ public struct ImagePlan: Sendable, Equatable {
             case .generated: what = "generated"
             }
             return "\(e.path)\t\(what)\t\(e.reason)"
-        }.joined(separator: "\n") + "\n"
+        }.joined(separator: "\n") + "\n" + notes.map { "# \($0)\n" }.joined()
     }
 }

@@ -71,12 +71,22 @@ struct ImageWriter {
             }
             // Directories get their final mode once nothing more is written into them.
             try dirs.sealAll()
+            // Not part of the content hash: they say where the content came from.
+            for input in plan.inputs {
+                let fp = SourceFingerprint(path: input)
+                let digest = fp.flatMap { try? $0.digest(of: input) } ?? "-"
+                manifest.append("i\t\(input)\t\(fp.map { String($0.size) } ?? "-")\t\(digest)\t\(fp?.origin ?? "-")")
+            }
+            for (key, value) in plan.parameters.sorted(by: { $0.key < $1.key }) { manifest.append("p\t\(key)\t\(value)") }
             let hash = hexDigest(SHA256.hash(data: Array(contentLines.joined(separator: "\n").utf8)))
             let final = store + "/" + hash
             let manifestText = manifest.joined(separator: "\n") + "\n"
             if FS.exists(final) {
-                // The same content is already stored: keep the stored copy.
+                // The same content is already stored: keep the stored copy, but record
+                // where it came from now, so the next staleness check compares against
+                // today's sources (a touched file would otherwise be hashed every time).
                 try FS.removeTree(tmp)
+                try FS.writeAtomically(final + ".manifest", manifestText)
             } else {
                 try FS.writeAtomically(final + ".manifest", manifestText)
                 try check("rename \(tmp)", rename(tmp, final))
@@ -130,7 +140,7 @@ struct ImageWriter {
             size += Int64(n)
         }
         try check("chmod \(path) in image", fchmod(dst, mode_t(mode)))
-        let origin = "\(st.st_dev):\(st.st_ino):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
+        let origin = SourceFingerprint(st).origin
         return (size, hexDigest(hasher.finalize()), mode, origin)
     }
 }

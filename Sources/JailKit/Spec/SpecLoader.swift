@@ -112,10 +112,9 @@ public enum SpecLoader {
         guard let table = parseDocument(source, context: &context) else { return (nil, sorted(context.diagnostics)) }
         var draft = ImageSchema.Draft()
         context.decode(table, at: .root, fields: ImageSchema.fields, into: &draft, what: "an image file")
+        ImageSchema.checkContent(draft, table: table, context: &context)
         guard let specName, !context.hasErrors else { return (nil, sorted(context.diagnostics)) }
-        let image = ImageSpec(
-            name: specName.description, file: file, binaries: draft.binaries, files: draft.files,
-            directories: draft.directories, description: draft.description)
+        let image = ImageSchema.spec(from: draft, name: specName.description, file: file)
         return (image, sorted(context.diagnostics))
     }
 
