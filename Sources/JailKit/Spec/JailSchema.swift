@@ -13,6 +13,7 @@ enum JailSchema {
         var stopTimeout: Double = JailSpec.defaultStopTimeout
         var description: String?
         var isolation = IsolationSpec()
+        var network = NetworkSpec()
     }
 
     struct VolumeDraft: Sendable {
@@ -21,7 +22,7 @@ enum JailSchema {
         var readonly = false
     }
 
-    static let fields: [SpecField<Draft>] = baseFields + IsolationSchema.fields
+    static let fields: [SpecField<Draft>] = baseFields + IsolationSchema.fields + NetworkSchema.fields
 
     static let baseFields: [SpecField<Draft>] = [
         SpecField("image", required: true, valid: "the name of a file in Images/ without .toml, e.g. \"shell\"") {

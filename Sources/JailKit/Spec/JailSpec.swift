@@ -19,6 +19,7 @@ public struct JailSpec: Sendable, Equatable, Hashable {
     public var stopTimeout: Double
     public var description: String?
     public var isolation = IsolationSpec()
+    public var network = NetworkSpec()
 
     public static let defaultUser = IDRef.name("root")
     public static let defaultWorkdir = "/"

@@ -98,6 +98,7 @@ public enum SpecLoader {
             workdir: draft.workdir, env: draft.env, volumes: draft.volumes, stopSignal: draft.stopSignal,
             stopTimeout: draft.stopTimeout, description: draft.description)
         jail.isolation = draft.isolation
+        jail.network = draft.network
         return (jail, image)
     }
 
