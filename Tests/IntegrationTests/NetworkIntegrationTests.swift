@@ -112,7 +112,7 @@ struct NetworkIntegrationTests {
         defer { try? net.teardown() }
         w.add("a")
         w.add("b")
-        let specA = privateSpec(ports: ["8080:80/tcp"])
+        let specA = privateSpec(ports: ["8080:80/tcp", "127.0.0.1:8081:80/tcp"])
         var specB = privateSpec(egress: .none)
         let a = try net.attach(jail: "a", netnsPath: w.path("a"), spec: specA)
         let b = try net.attach(jail: "b", netnsPath: w.path("b"), spec: specB)
@@ -138,6 +138,11 @@ struct NetworkIntegrationTests {
         #expect(seen.0 == 0 && seen.1 == "192.0.2.2")
         // Hairpin from the host itself, on its own address.
         #expect(w.connect("h", "192.0.2.1", 8080).0 == 0)
+        // A localhost forward: only on 127.0.0.1, and it reaches the jail (masqueraded to
+        // the host side, since 127/8 cannot be a source on the wire).
+        let local = w.connect("h", "127.0.0.1", 8081)
+        #expect(local.0 == 0 && local.1 == "10.88.0.2")
+        #expect(w.connect("c", "192.0.2.1", 8081).0 != 0)
 
         // Jail b cannot reach jail a's port directly, until it is linked.
         #expect(w.connect("b", "10.88.0.3", 80).0 != 0)
