@@ -90,6 +90,8 @@ public final class NetworkManager: Sendable {
             try inside.addAddress(lease.jailAddress, prefix: Lease.prefix, ifindex: eth0, name: "eth0 of jail \(jail)")
             try inside.check("default route of jail \(jail)", jl_nl_default_route(inside.fd, lease.hostAddress.value, eth0))
         } catch {
+            // The first error is the one worth reporting; a failing cleanup here leaves a
+            // name `teardown` and `leaks` still find by its prefix.
             _ = try? host.deleteLink(name)
             throw error
         }
