@@ -196,6 +196,11 @@ struct NetworkIntegrationTests {
             w.namespaces.removeAll { $0 == w.ns("r\(i)") }
         }
         #expect(names.count == 5)
+        // A failed first attach (no such namespace) leaves no lease; a kept one stays.
+        #expect(throws: (any Error).self) { _ = try net.attach(jail: "new", netnsPath: w.path("missing"), spec: spec) }
+        #expect(try net.ipam.existing(jail: "new") == nil)
+        #expect(throws: (any Error).self) { _ = try net.attach(jail: "r", netnsPath: w.path("missing"), spec: spec) }
+        #expect(try net.ipam.existing(jail: "r") != nil)
         try net.teardown()
         #expect(try net.leaks().isEmpty)
     }

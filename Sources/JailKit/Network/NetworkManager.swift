@@ -54,8 +54,8 @@ public final class NetworkManager: Sendable {
 
     /// Leases the jail's address and connects the process `pid`'s net namespace to the
     /// host: veth pair (jail end created as `eth0` directly inside), addresses, default
-    /// route via the host side. On any failure nothing stays but the lease, which is the
-    /// jail's until `release`.
+    /// route via the host side. On any failure nothing stays: no veth, and no lease unless
+    /// the jail held it before this call (a lease kept across restarts stays its own).
     public func attach(jail: String, pid: Int32, spec: NetworkSpec) throws -> NetworkAttachment {
         try attach(jail: jail, netnsPath: "/proc/\(pid)/ns/net", spec: spec)
     }
@@ -64,7 +64,19 @@ public final class NetworkManager: Sendable {
         guard spec.mode == .private else {
             throw JailError(.invalidSpec, "jail \(jail): network mode is \"\(spec.mode.rawValue)\"; only \"private\" attaches")
         }
+        let hadLease = try ipam.existing(jail: jail) != nil
         let lease = try ipam.lease(jail: jail, requested: spec.address)
+        do {
+            return try connect(jail: jail, netnsPath: netnsPath, lease: lease)
+        } catch {
+            // A failed first `up` leaves no lease behind; the error that matters is the
+            // one above, so a failing release is not reported over it.
+            if !hadLease { try? ipam.release(jail: jail) }
+            throw error
+        }
+    }
+
+    func connect(jail: String, netnsPath: String, lease: Lease) throws -> NetworkAttachment {
         let host = try NetlinkSocket(netnsPath: hostNetns)
         let inside = try NetlinkSocket(netnsPath: netnsPath)
         let jailNs = open(netnsPath, O_RDONLY | O_CLOEXEC)
