@@ -14,6 +14,7 @@ enum JailSchema {
         var description: String?
         var isolation = IsolationSpec()
         var supervision = SupervisionSpec()
+        var network = NetworkSpec()
     }
 
     struct VolumeDraft: Sendable {
@@ -22,7 +23,7 @@ enum JailSchema {
         var readonly = false
     }
 
-    static let fields: [SpecField<Draft>] = baseFields + IsolationSchema.fields + SupervisionSchema.fields
+    static let fields: [SpecField<Draft>] = baseFields + IsolationSchema.fields + SupervisionSchema.fields + NetworkSchema.fields
 
     static let baseFields: [SpecField<Draft>] = [
         SpecField("image", required: true, valid: "the name of a file in Images/ without .toml, e.g. \"shell\"") {

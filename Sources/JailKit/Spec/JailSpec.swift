@@ -20,6 +20,7 @@ public struct JailSpec: Sendable, Equatable, Hashable {
     public var description: String?
     public var isolation = IsolationSpec()
     public var supervision = SupervisionSpec()
+    public var network = NetworkSpec()
 
     public static let defaultUser = IDRef.name("root")
     public static let defaultWorkdir = "/"

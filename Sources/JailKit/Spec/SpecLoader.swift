@@ -142,6 +142,7 @@ public enum SpecLoader {
             stopTimeout: draft.stopTimeout, description: draft.description)
         jail.isolation = draft.isolation
         jail.supervision = draft.supervision
+        jail.network = draft.network
         return (jail, image)
     }
 

@@ -105,6 +105,15 @@ public final class StateStore: Sendable {
                 t.column("size", .integer).notNull()
             }
         }
+        m.registerMigration("v3-network") { db in
+            // One routed /31 per private-network jail (IPAM.swift): the jail's address is
+            // unique; the host side is the even address just below it.
+            try db.create(table: "leases") { t in
+                t.column("jail", .text).primaryKey()
+                t.column("address", .integer).notNull().unique()
+                t.column("leasedAt", .double).notNull()
+            }
+        }
         m.registerMigration("v4-supervisor") { db in
             try db.alter(table: "jails") { t in
                 t.add(column: "wanted", .boolean).notNull().defaults(to: true)

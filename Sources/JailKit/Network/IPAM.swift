@@ -1,0 +1,105 @@
+import GRDB
+
+/// The addresses of one jail's routed point-to-point link (RFC 3021 /31): the host side
+/// is the even address, the jail the odd one just above. No bridge, so no two jails share
+/// a broadcast domain.
+public struct Lease: Sendable, Equatable, Hashable {
+    public var jail: String
+    public var jailAddress: IPv4Address
+    public var hostAddress: IPv4Address { IPv4Address(jailAddress.value - 1) }
+    public static let prefix = 31
+
+    public init(jail: String, jailAddress: IPv4Address) {
+        self.jail = jail
+        self.jailAddress = jailAddress
+    }
+}
+
+/// Leases in the state database. A lease outlives restarts and is freed only by
+/// `release` (down --purge): a jail that comes back keeps its address, so links and
+/// clients that know it keep working.
+public struct IPAM: Sendable {
+    public let store: StateStore
+    public let pool: IPv4Network
+
+    public static let defaultPool: IPv4Network = {
+        guard let p = IPv4Network("10.88.0.0/16") else { preconditionFailure("the default pool literal is valid") }
+        return p
+    }()
+
+    public init(store: StateStore, pool: IPv4Network = IPAM.defaultPool) {
+        self.store = store
+        self.pool = pool
+    }
+
+    /// The jail's lease, made on first use. A fixed address must be an odd (jail-side)
+    /// address of the pool, and free; the error names the jail that holds it. The write
+    /// transaction serializes concurrent `up`s, and the UNIQUE column backs it up.
+    public func lease(jail: String, requested: NetworkSpec.Address = .auto) throws -> Lease {
+        guard pool.prefix <= 30 else { throw JailError(.invalidSpec, "network pool \(pool) is too small: it needs at least a /30") }
+        return try store.db.write { db in
+            let existing = try Int64.fetchOne(db, sql: "SELECT address FROM leases WHERE jail = ?", arguments: [jail])
+            switch requested {
+            case .auto:
+                if let existing, pool.contains(IPv4Address(UInt32(existing))) {
+                    return Lease(jail: jail, jailAddress: IPv4Address(UInt32(existing)))
+                }
+                // A lease from an older pool is replaced by one of the current pool.
+                let used = Set(try Int64.fetchAll(db, sql: "SELECT address FROM leases"))
+                // Slot 0 would give the host side the pool's network address; tools that
+                // still think in classful terms choke on it, so the first pair is slot 1.
+                let slots = pool.size / 2
+                var slot: UInt64 = 1
+                while slot < slots && used.contains(Int64(UInt64(pool.base.value) + 2 * slot + 1)) { slot += 1 }
+                guard slot < slots else {
+                    throw JailError(.state, "jail \(jail): no free address left in the pool \(pool) (\(slots - 1) jails)")
+                }
+                let address = IPv4Address(UInt32(UInt64(pool.base.value) + 2 * slot + 1))
+                try save(db, jail: jail, address: address, replacing: existing != nil)
+                return Lease(jail: jail, jailAddress: address)
+            case .fixed(let address):
+                if let existing, existing == Int64(address.value) { return Lease(jail: jail, jailAddress: address) }
+                guard pool.contains(address) else {
+                    throw JailError(.invalidSpec, "jail \(jail): address \(address) is outside the pool \(pool)")
+                }
+                guard address.value & 1 == 1, address.value - 1 != pool.base.value else {
+                    let hint = address.value & 1 == 0 ? "\(IPv4Address(address.value + 1))" : "\(IPv4Address(address.value + 2))"
+                    throw JailError(.invalidSpec, "jail \(jail): address \(address) is a host-side address of the pool \(pool); jails get odd addresses (RFC 3021 /31 pairs), e.g. \(hint)")
+                }
+                if let holder = try String.fetchOne(db, sql: "SELECT jail FROM leases WHERE address = ?", arguments: [Int64(address.value)]) {
+                    throw JailError(.invalidSpec, "jail \(jail): address \(address) is already leased to jail \(holder)")
+                }
+                try save(db, jail: jail, address: address, replacing: existing != nil)
+                return Lease(jail: jail, jailAddress: address)
+            }
+        }
+    }
+
+    private func save(_ db: Database, jail: String, address: IPv4Address, replacing: Bool) throws {
+        if replacing { try db.execute(sql: "DELETE FROM leases WHERE jail = ?", arguments: [jail]) }
+        try db.execute(sql: "INSERT INTO leases (jail, address, leasedAt) VALUES (?, ?, ?)",
+                       arguments: [jail, Int64(address.value), wallClock()])
+    }
+
+    /// The lease of a jail, if any; never makes one.
+    public func existing(jail: String) throws -> Lease? {
+        try store.db.read { db in
+            try Int64.fetchOne(db, sql: "SELECT address FROM leases WHERE jail = ?", arguments: [jail])
+                .map { Lease(jail: jail, jailAddress: IPv4Address(UInt32($0))) }
+        }
+    }
+
+    public func leases() throws -> [Lease] {
+        try store.db.read { db in
+            try Row.fetchAll(db, sql: "SELECT jail, address FROM leases ORDER BY address").compactMap { row in
+                guard let jail = row["jail"] as String?, let a = row["address"] as Int64? else { return nil }
+                return Lease(jail: jail, jailAddress: IPv4Address(UInt32(a)))
+            }
+        }
+    }
+
+    /// Frees the jail's address; releasing twice is fine.
+    public func release(jail: String) throws {
+        try store.db.write { try $0.execute(sql: "DELETE FROM leases WHERE jail = ?", arguments: [jail]) }
+    }
+}

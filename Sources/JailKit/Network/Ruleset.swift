@@ -1,0 +1,202 @@
+/// One jail as the firewall sees it: its address, the host-side veth it sits behind, and
+/// what its spec allows.
+public struct NetworkJail: Sendable, Equatable, Hashable {
+    public var name: String
+    public var address: IPv4Address
+    public var hostInterface: String
+    public var ports: [PortForward]
+    public var egress: NetworkSpec.Egress
+    public var links: [JailLink]
+
+    public init(name: String, address: IPv4Address, hostInterface: String, ports: [PortForward] = [],
+                egress: NetworkSpec.Egress = .nat, links: [JailLink] = [])
+    {
+        self.name = name
+        self.address = address
+        self.hostInterface = hostInterface
+        self.ports = ports
+        self.egress = egress
+        self.links = links
+    }
+}
+
+/// The nftables table of one instance, rendered as `nft -f` text by pure functions.
+///
+/// The rules are fixed; everything per jail is an element of a set or map, so a lookup
+/// costs the same for 5 or 5,000 jails and one jail's change is an element change:
+/// - `jail_src` (ifname . ipv4): anti-spoofing, checked before conntrack sees the packet;
+/// - `fwd_port` (proto . port → addr . port) and `fwd_addr_port` (host addr . proto .
+///   port → ...): the dnat verdict maps, from the wire (prerouting) and from the host
+///   itself (output: hairpin on the host's own addresses);
+/// - `links` (saddr . daddr . proto . dport): the only jail-to-jail traffic let through;
+/// - `egress_nat`: jails that may open connections out, masqueraded on the uplink.
+/// Inbound forwards keep the client's source address (no SNAT on the way in).
+public struct Ruleset: Sendable {
+    public var instance: String
+    /// Interfaces masquerade applies on; empty: any interface that is not one of ours.
+    public var uplinks: [String] = []
+
+    public init(instance: String, uplinks: [String] = []) {
+        self.instance = instance
+        self.uplinks = uplinks
+    }
+
+    public var table: String { "jailctl_\(instance)" }
+    /// Every host-side veth of the instance starts with this; see `Links.interfaceName`.
+    public var interfacePrefix: String { Links.interfacePrefix(instance: instance) }
+
+    // MARK: elements
+
+    /// The elements of each set and map for `jails`, sorted so the text is stable.
+    public func elements(_ jails: [NetworkJail]) -> [String: [String]] {
+        let byName = Dictionary(jails.map { ($0.name, $0.address) }, uniquingKeysWith: { a, _ in a })
+        var out: [String: [String]] = ["jail_src": [], "fwd_port": [], "fwd_addr_port": [], "links": [], "egress_nat": []]
+        for j in jails.sorted(by: { $0.address < $1.address }) {
+            out["jail_src", default: []].append("\(quote(j.hostInterface)) . \(j.address)")
+            if j.egress == .nat { out["egress_nat", default: []].append("\(j.address)") }
+            for p in j.ports {
+                let target = "\(j.address) . \(p.jailPort)"
+                if let h = p.hostAddress {
+                    out["fwd_addr_port", default: []].append("\(h) . \(p.proto.rawValue) . \(p.hostPort) : \(target)")
+                } else {
+                    out["fwd_port", default: []].append("\(p.proto.rawValue) . \(p.hostPort) : \(target)")
+                }
+            }
+            // A link to a jail that is not attached now has no address to name; it comes
+            // back with the next render after that jail's `up`.
+            for l in j.links {
+                guard let peer = byName[l.jail] else { continue }
+                out["links", default: []].append("\(j.address) . \(peer) . \(l.proto.rawValue) . \(l.port)")
+            }
+        }
+        return out.mapValues { $0.sorted(by: Self.naturalOrder) }
+    }
+
+    // MARK: the whole table
+
+    /// The complete table, to be applied with `transaction(_:)`.
+    public func render(jails: [NetworkJail]) -> String {
+        let e = elements(jails)
+        let jc = quote(interfacePrefix + "*")
+        let out = uplinks.isEmpty ? "oifname != \(jc)" : "oifname { \(uplinks.sorted().map(quote).joined(separator: ", ")) }"
+        var s = "table inet \(table) {\n"
+        s += set("jail_src", type: "ifname . ipv4_addr", e["jail_src"])
+        s += set("fwd_port", type: "inet_proto . inet_service : ipv4_addr . inet_service", e["fwd_port"], map: true)
+        s += set("fwd_addr_port", type: "ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service", e["fwd_addr_port"], map: true)
+        s += set("links", type: "ipv4_addr . ipv4_addr . inet_proto . inet_service", e["links"])
+        s += set("egress_nat", type: "ipv4_addr", e["egress_nat"])
+        s += chain("guard", hook: "type filter hook prerouting priority raw; policy accept;", [
+            "# a jail speaks only from its own address, and only IPv4",
+            "iifname \(jc) iifname . ip saddr != @jail_src drop",
+            "iifname \(jc) meta nfproto ipv6 drop",
+        ])
+        s += chain("dnat_in", hook: "type nat hook prerouting priority dstnat; policy accept;", dnatRules)
+        s += chain("dnat_local", hook: "type nat hook output priority -100; policy accept;", dnatRules)
+        s += chain("forward", hook: "type filter hook forward priority filter; policy accept;", [
+            "ct state established,related accept",
+            "# a declared port forward: the dnat map chose the jail",
+            "oifname \(jc) ct status dnat accept",
+            "iifname \(jc) oifname \(jc) ip saddr . ip daddr . meta l4proto . th dport @links accept",
+            "oifname \(jc) drop",
+            "iifname \(jc) ip saddr @egress_nat \(out) accept",
+            "iifname \(jc) drop",
+        ])
+        s += chain("input", hook: "type filter hook input priority filter; policy accept;", [
+            "# jail to host: replies, and ping of the gateway for diagnostics",
+            "iifname \(jc) ct state established,related accept",
+            "iifname \(jc) icmp type echo-request accept",
+            "iifname \(jc) drop",
+        ])
+        s += chain("outbound", hook: "type nat hook postrouting priority srcnat; policy accept;", [
+            "ip saddr @egress_nat \(out) masquerade",
+            "# localhost forwards: 127/8 cannot leave the host as a source",
+            "ip saddr 127.0.0.0/8 oifname \(jc) masquerade",
+        ])
+        s += "}\n"
+        return s
+    }
+
+    var dnatRules: [String] {
+        [
+            "fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @fwd_addr_port",
+            "fib daddr type local dnat ip to meta l4proto . th dport map @fwd_port",
+        ]
+    }
+
+    /// One atomic `nft -f` transaction that replaces the table: the empty declaration
+    /// makes the delete valid when the table does not exist yet.
+    public func transaction(_ rendered: String) -> String {
+        "table inet \(table)\ndelete table inet \(table)\n" + rendered
+    }
+
+    /// Removes the table (idempotent, one transaction).
+    public var teardown: String { "table inet \(table)\ndelete table inet \(table)\n" }
+
+    // MARK: one jail's elements
+
+    public enum ElementChange: String, Sendable { case add, delete }
+
+    /// Adds or removes one jail's elements without touching the rules. A link whose
+    /// peer is not in `peers` is skipped, as in `render`.
+    public func elementChange(_ change: ElementChange, jail: NetworkJail, peers: [NetworkJail] = []) -> String {
+        let e = elements([jail] + peers.filter { $0.name != jail.name })
+        let own = elements([jail])
+        var s = ""
+        for name in ["jail_src", "fwd_port", "fwd_addr_port", "links", "egress_nat"] {
+            // Only this jail's own entries, plus its links to the given peers.
+            let mine = name == "links" ? (e[name] ?? []).filter { $0.hasPrefix("\(jail.address) . ") } : (own[name] ?? [])
+            if mine.isEmpty { continue }
+            s += "\(change.rawValue) element inet \(table) \(name) { \(mine.joined(separator: ", ")) }\n"
+        }
+        return s
+    }
+
+    // MARK: text helpers
+
+    func set(_ name: String, type: String, _ elements: [String]?, map: Bool = false) -> String {
+        var s = "\t\(map ? "map" : "set") \(name) {\n\t\ttype \(type)\n"
+        if let elements, !elements.isEmpty {
+            s += "\t\telements = {\n" + elements.map { "\t\t\t\($0)," }.joined(separator: "\n") + "\n\t\t}\n"
+        }
+        return s + "\t}\n"
+    }
+
+    func chain(_ name: String, hook: String, _ rules: [String]) -> String {
+        "\tchain \(name) {\n\t\t\(hook)\n" + rules.map { "\t\t\($0)\n" }.joined() + "\t}\n"
+    }
+
+    func quote(_ s: String) -> String { "\"\(s)\"" }
+
+    /// Numbers inside the strings compare as numbers (10.88.0.9 before 10.88.0.11).
+    static func naturalOrder(_ a: String, _ b: String) -> Bool {
+        let ka = key(a), kb = key(b)
+        return ka.lexicographicallyPrecedes(kb) { x, y in
+            switch (x, y) {
+            case (.number(let m), .number(let n)): return m < n
+            case (.text(let m), .text(let n)): return m < n
+            case (.number, .text): return true
+            case (.text, .number): return false
+            }
+        }
+    }
+
+    enum Piece: Equatable { case number(UInt64), text(String) }
+
+    static func key(_ s: String) -> [Piece] {
+        var out: [Piece] = []
+        var digits = ""
+        var text = ""
+        for c in s {
+            if c.isASCII && c.isNumber {
+                if !text.isEmpty { out.append(.text(text)); text = "" }
+                digits.append(c)
+            } else {
+                if !digits.isEmpty { out.append(.number(UInt64(digits) ?? 0)); digits = "" }
+                text.append(c)
+            }
+        }
+        if !text.isEmpty { out.append(.text(text)) }
+        if !digits.isEmpty { out.append(.number(UInt64(digits) ?? 0)) }
+        return out
+    }
+}

@@ -1,0 +1,141 @@
+/// The keys of a jail's `[network]` table, table-driven like IsolationSchema.
+enum NetworkSchema {
+    static let portsValid = "\"HOSTPORT:JAILPORT/PROTO\" or \"HOSTADDR:HOSTPORT:JAILPORT/PROTO\", e.g. \"8080:80/tcp\", \"127.0.0.1:2222:22/tcp\", \"53:53/udp\""
+    static let linksValid = "\"JAIL:PORT/PROTO\", e.g. \"db:5432/tcp\""
+    static let addressValid = "\"auto\" or an IPv4 address of the pool, e.g. \"10.88.0.5\""
+    static let modeValid = "\"private\", \"none\" or \"loopback\" (the default)"
+    static let egressValid = "\"nat\" (the default) or \"none\""
+
+    static let fields: [SpecField<JailSchema.Draft>] = [
+        SpecField("network", valid: "a table [network] with mode, address, ports, egress, links") {
+            value, path, draft, context in
+            guard let table = context.table(value, at: path, valid: "a table [network]") else { return }
+            context.decode(table, at: path, fields: networkFields, into: &draft.network, what: "[network]")
+            // Everything but mode needs an interface; said at each key given in vain.
+            if draft.network.mode != .private {
+                for key in ["address", "ports", "egress", "links"] where table[key] != nil {
+                    context.report(path.appending(key), atValue: false,
+                                   "\(key) needs an address of the jail's own, but mode is \"\(draft.network.mode.rawValue)\"",
+                                   valid: "set mode = \"private\" in [network], or remove \(key)")
+                }
+            }
+        }
+    ]
+
+    static let networkFields: [SpecField<NetworkSpec>] = [
+        SpecField("mode", valid: modeValid) { value, path, n, context in
+            guard let text = context.string(value, at: path, valid: modeValid) else { return }
+            guard let mode = NetworkSpec.Mode(rawValue: text) else {
+                let hint = SpecRules.suggestion(for: text, among: NetworkSpec.Mode.allCases.map(\.rawValue)).map { "did you mean \"\($0)\"?" }
+                context.report(path, "\"\(text)\" is not a network mode", valid: hint ?? modeValid)
+                return
+            }
+            n.mode = mode
+        },
+        SpecField("address", valid: addressValid) { value, path, n, context in
+            guard let text = context.string(value, at: path, valid: addressValid) else { return }
+            if text == "auto" { n.address = .auto; return }
+            guard let a = IPv4Address(text) else {
+                context.report(path, "\"\(text)\" is not an IPv4 address", valid: addressValid)
+                return
+            }
+            // Whether it lies in the pool and is free is the lease's business (IPAM), which
+            // knows the host's pool and the other jails.
+            n.address = .fixed(a)
+        },
+        SpecField("egress", valid: egressValid) { value, path, n, context in
+            guard let text = context.string(value, at: path, valid: egressValid) else { return }
+            guard let e = NetworkSpec.Egress(rawValue: text) else {
+                context.report(path, "\"\(text)\" is not an egress policy", valid: egressValid)
+                return
+            }
+            n.egress = e
+        },
+        SpecField("ports", valid: portsValid) { value, path, n, context in
+            guard let entries = context.strings(value, at: path, valid: portsValid) else { return }
+            var seen: [String: TOMLKeyPath] = [:]
+            for e in entries {
+                switch parsePort(e.text) {
+                case .failure(let problem):
+                    context.report(e.path, "\"\(e.text)\": \(problem.message)", valid: portsValid)
+                case .success(let p):
+                    // Two forwards of one host port would make the dnat map ambiguous.
+                    let key = "\(p.hostAddress.map { "\($0)" } ?? "*"):\(p.hostPort)/\(p.proto.rawValue)"
+                    if let first = seen[key] {
+                        context.report(e.path, "host port \(p.hostPort)/\(p.proto.rawValue) is already forwarded by \(first)", valid: "forward each host port once")
+                        continue
+                    }
+                    seen[key] = e.path
+                    n.ports.append(p)
+                }
+            }
+        },
+        SpecField("links", valid: linksValid) { value, path, n, context in
+            guard let entries = context.strings(value, at: path, valid: linksValid) else { return }
+            for e in entries {
+                switch parseLink(e.text) {
+                case .failure(let problem): context.report(e.path, "\"\(e.text)\": \(problem.message)", valid: linksValid)
+                case .success(let l):
+                    if n.links.contains(l) {
+                        context.report(e.path, "duplicate link \"\(e.text)\"", valid: "list each link once")
+                    } else {
+                        n.links.append(l)
+                    }
+                }
+            }
+        },
+    ]
+
+    struct Problem: Error { let message: String }
+
+    /// "8080:80/tcp", "127.0.0.1:2222:22/tcp".
+    static func parsePort(_ text: String) -> Result<PortForward, Problem> {
+        let (body, protoResult) = splitProto(text)
+        guard case .success(let proto) = protoResult else {
+            if case .failure(let p) = protoResult { return .failure(p) }
+            return .failure(Problem(message: "no protocol"))
+        }
+        let parts = body.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        var address: IPv4Address?
+        let portTexts: [String]
+        switch parts.count {
+        case 2: portTexts = parts
+        case 3:
+            guard let a = IPv4Address(parts[0]) else { return .failure(Problem(message: "\"\(parts[0])\" is not an IPv4 host address")) }
+            address = a
+            portTexts = Array(parts[1...])
+        case 1: return .failure(Problem(message: "missing the jail port (HOSTPORT:JAILPORT)"))
+        default: return .failure(Problem(message: "too many ':'"))
+        }
+        guard let hostPort = port(portTexts[0]) else { return .failure(Problem(message: "host port \"\(portTexts[0])\" is not a port 1-65535")) }
+        guard let jailPort = port(portTexts[1]) else { return .failure(Problem(message: "jail port \"\(portTexts[1])\" is not a port 1-65535")) }
+        return .success(PortForward(hostAddress: address, hostPort: hostPort, jailPort: jailPort, proto: proto))
+    }
+
+    /// "db:5432/tcp".
+    static func parseLink(_ text: String) -> Result<JailLink, Problem> {
+        let (body, protoResult) = splitProto(text)
+        guard case .success(let proto) = protoResult else {
+            if case .failure(let p) = protoResult { return .failure(p) }
+            return .failure(Problem(message: "no protocol"))
+        }
+        let parts = body.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 2 else { return .failure(Problem(message: "expected one JAIL:PORT")) }
+        if let problem = SpecName.parse(parts[0]).problem { return .failure(Problem(message: "jail \"\(parts[0])\": \(problem)")) }
+        guard let p = port(parts[1]) else { return .failure(Problem(message: "port \"\(parts[1])\" is not a port 1-65535")) }
+        return .success(JailLink(jail: parts[0], port: p, proto: proto))
+    }
+
+    static func splitProto(_ text: String) -> (String, Result<L4Proto, Problem>) {
+        guard let slash = text.lastIndex(of: "/") else { return (text, .failure(Problem(message: "missing the protocol (/tcp or /udp)"))) }
+        let name = String(text[text.index(after: slash)...])
+        guard let proto = L4Proto(rawValue: name) else { return (text, .failure(Problem(message: "\"\(name)\" is not a protocol (tcp or udp)"))) }
+        return (String(text[..<slash]), .success(proto))
+    }
+
+    static func port(_ text: String) -> UInt16? {
+        guard !text.isEmpty, text.count <= 5, text.allSatisfy({ $0.isASCII && $0.isNumber }), !(text.count > 1 && text.hasPrefix("0")),
+              let n = Int(text), (1...65535).contains(n) else { return nil }
+        return UInt16(n)
+    }
+}
