@@ -145,6 +145,25 @@ int main(int argc, char **argv) {
         while (time(NULL) < end) x++;
         return 0;
     }
+    if (argc > 2 && !strcmp(argv[1], "serve")) {
+        // Answers every TCP connection on PORT with "hello <peer address>".
+        int s = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[2]))};
+        if (bind(s, (struct sockaddr *)&a, sizeof a) < 0 || listen(s, 8) < 0) return 2;
+        printf("serving\n");
+        for (;;) {
+            struct sockaddr_in peer;
+            socklen_t len = sizeof peer;
+            int c = accept(s, (struct sockaddr *)&peer, &len);
+            if (c < 0) continue;
+            char msg[64];
+            unsigned char *b = (unsigned char *)&peer.sin_addr;
+            int n = snprintf(msg, sizeof msg, "hello %u.%u.%u.%u\n", b[0], b[1], b[2], b[3]);
+            if (write(c, msg, (size_t)n) < 0) perror("write");
+            close(c);
+        }
+    }
     if (argc > 2 && !strcmp(argv[1], "signal-self")) {
         kill(getpid(), atoi(argv[2]));
         return 99;

@@ -51,6 +51,9 @@ public final class JailManager {
 
     public var images: ImageStore { ImageStore(root: root, state: state) }
 
+    /// Addresses, veth pairs and the instance's nftables table.
+    public lazy var network = NetworkManager(instance: root.instance, store: state)
+
     /// The host's cgroup layout, read once per process.
     public lazy var cgroups: Result<CgroupDriver, Error> = Result { try CgroupDriver.host() }
 
@@ -158,7 +161,20 @@ public final class JailManager {
         }
         let started = wallClock()
         let child = try Launcher.spawn(plan, stdio: .init(stdin: nullFd, stdout: logFd, stderr: logFd), statusDir: runFd,
-                                       outside: { try cg.join($0) })
+                                       outside: { pid in
+            try cg.join(pid)
+            // The jail's address and firewall are in place before it runs an instruction.
+            if spec.network.mode == .private {
+                let a = try self.network.attach(jail: name, pid: pid, spec: spec.network)
+                undo.add("detach the network") {
+                    try self.network.detach(a)
+                    try FS.removeTree(run + "/network")
+                    try self.applyFirewall()
+                }
+                try FS.writeAtomically(run + "/network", "\(a.hostInterface) \(a.jailAddress)\n", mode: 0o600)
+                try self.applyFirewall()
+            }
+        })
         undo.add("stop the jail") { try self.kill(pid: child.pid, startTime: child.startTime, signal: SIGKILL) }
         let record = JailRecord(name: name, image: spec.image, imageHash: prepared.image.hash, state: .running,
                                 pid: child.pid, startTime: Int64(child.startTime), monitorPid: child.monitor,
@@ -225,6 +241,11 @@ public final class JailManager {
         let cg = try cgroup(of: name)
         try cg.kill()
         try cg.remove()
+        if FS.exists(root.jailRun(name) + "/network") {
+            // The jail's netns is gone with its last process, and its veth with it.
+            try FS.removeTree(root.jailRun(name) + "/network")
+            try applyFirewall()
+        }
         record = try state.jail(name) ?? record
         record.wanted = false
         if record.state == .running {
@@ -238,6 +259,34 @@ public final class JailManager {
         try state.record(event: "stop", jail: name, detail: exit.map { "wait status \($0.status)" } ?? "no exit status")
         try FS.removeTree(root.jailRun(name))
         return DownResult(wasRunning: wasRunning, status: status(from: record, exit: exit))
+    }
+
+    // MARK: network
+
+    /// The firewall entry of every jail whose run directory holds a network attachment.
+    func attachedJails() throws -> [NetworkJail] {
+        let specs = try? loadSpecs()
+        var out: [NetworkJail] = []
+        for name in try FS.list(root.runDir) {
+            guard let text = try? FS.readText(root.jailRun(name) + "/network") else { continue }
+            let f = text.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
+            guard f.count >= 2, let address = IPv4Address(f[1]) else { continue }
+            let net = specs?.jails[name]?.network ?? NetworkSpec()
+            out.append(NetworkJail(name: name, address: address, hostInterface: f[0], ports: net.ports,
+                                   egress: net.egress, links: net.links))
+        }
+        return out
+    }
+
+    /// Renders the instance's table from the attached jails and applies it in one
+    /// transaction; with no jail left, the table goes.
+    public func applyFirewall() throws {
+        let jails = try attachedJails()
+        if jails.isEmpty {
+            try network.teardown()
+        } else {
+            try network.apply(network.render(jails: jails))
+        }
     }
 
     // MARK: status

@@ -1,0 +1,62 @@
+import Glibc
+import Testing
+
+@testable import JailKit
+
+/// A private-network jail through `up`/`down`: its address on a veth pair, the instance's
+/// nftables table, and nothing left after `down`. Traffic goes only from the host to the
+/// jail's own address, inside a namespace this test made.
+@Suite("Jail network (root)", .serialized)
+struct JailNetworkTests {
+    /// Connects to addr:port and returns what the server says.
+    func ask(_ address: String, _ port: UInt16) -> String? {
+        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard s >= 0 else { return nil }
+        defer { close(s) }
+        var tv = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_port = port.bigEndian
+        inet_pton(AF_INET, address, &a.sin_addr)
+        let rc = withUnsafePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else { return nil }
+        return readPipe(s)
+    }
+
+    @Test func privateJailGetsAnAddressAndLeavesNothing() throws {
+        let f = try JailFixture("net")
+        defer { f.cleanUp() }
+        try f.jail("web", """
+            image = "probe"
+            command = ["\(f.probe)", "serve", "8080"]
+            [network]
+            mode = "private"
+            """)
+        _ = try f.manager.up("web")
+        let attachment = try FS.readText(f.manager.root.jailRun("web") + "/network").split(separator: " ")
+        #expect(attachment.count == 2)
+        let ifname = String(attachment.first ?? "")
+        let address = String(attachment.last ?? "").trimmingCharacters(in: .newlines)
+        #expect(address == "10.88.0.3")
+        #expect(FS.exists("/sys/class/net/\(ifname)"))
+        #expect(run(["/usr/sbin/nft", "list", "table", "inet", "jailctl_\(f.manager.root.instance)"]) == 0)
+        // The server in the jail sees the host side of its point-to-point link.
+        var reply: String?
+        let deadline = monotonic() + 5
+        while reply == nil && monotonic() < deadline {
+            reply = ask(address, 8080)
+            if reply == nil { usleep(50_000) }
+        }
+        #expect(reply == "hello 10.88.0.2\n")
+        _ = try f.manager.down("web")
+        // The address stays leased to the jail; the link and the table are gone.
+        #expect(try f.manager.network.ipam.existing(jail: "web") != nil)
+        let gone = monotonic() + 2
+        while FS.exists("/sys/class/net/\(ifname)") && monotonic() < gone { usleep(20_000) }
+        #expect(!FS.exists("/sys/class/net/\(ifname)"))
+        #expect(run(["/usr/sbin/nft", "list", "table", "inet", "jailctl_\(f.manager.root.instance)"]) != 0)
+    }
+}
