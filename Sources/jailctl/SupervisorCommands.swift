@@ -33,36 +33,42 @@ struct Daemon: ParsableCommand {
     }
 }
 
-struct Restart: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Stop and start jails again.")
-    @OptionGroup var global: GlobalOptions
-    @Argument var names: [String]
+/// `restart` and `reset`: one loop over the named jails, with what to do to each.
+protocol PerJailCommand: ParsableCommand {
+    var global: GlobalOptions { get }
+    var names: [String] { get }
+    func act(_ m: JailManager, _ name: String) throws -> String
+}
 
+extension PerJailCommand {
     func run() throws {
         try guarded {
             let m = try global.manager()
-            for name in names {
-                _ = try m.down(name)
-                let r = try m.up(name)
-                print("\(name): restarted (pid \(r.status.pid ?? 0))")
-            }
+            for name in names { print("\(name): " + (try act(m, name))) }
         }
     }
 }
 
-struct Reset: ParsableCommand {
+struct Restart: PerJailCommand {
+    static let configuration = CommandConfiguration(abstract: "Stop and start jails again.")
+    @OptionGroup var global: GlobalOptions
+    @Argument var names: [String]
+
+    func act(_ m: JailManager, _ name: String) throws -> String {
+        _ = try m.down(name)
+        return "restarted (pid \(try m.up(name).status.pid ?? 0))"
+    }
+}
+
+/// An explicit `up` clears the crash loop and the restart count; `reset` says so.
+struct Reset: PerJailCommand {
     static let configuration = CommandConfiguration(abstract: "Leave the crash-loop state and start the jail again.")
     @OptionGroup var global: GlobalOptions
     @Argument var names: [String]
 
-    func run() throws {
-        try guarded {
-            let m = try global.manager()
-            for name in names {
-                let r = try m.up(name)
-                print("\(name): \(r.alreadyRunning ? "already running" : "running") (pid \(r.status.pid ?? 0))")
-            }
-        }
+    func act(_ m: JailManager, _ name: String) throws -> String {
+        let r = try m.up(name)
+        return "\(r.alreadyRunning ? "already running" : "running") (pid \(r.status.pid ?? 0))"
     }
 }
 

@@ -12,26 +12,17 @@ struct CLITests {
     func jailctl(_ f: JailFixture, _ args: [String]) -> (Int32, String) {
         var fds: [Int32] = [0, 0]
         pipe(&fds)
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
-        posix_spawn_file_actions_addclose(&actions, fds[0])
-        let argv = [Self.binary] + args
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         let env = ["JAILCTL_ROOT=\(f.manager.root.path)", "JAILCTL_SPECS=\(f.specs)", "PATH=/usr/bin:/bin"]
-        let cargs = argv.map { strdup($0) } + [nil]
-        let cenv = env.map { strdup($0) } + [nil]
-        defer { for p in cargs + cenv { free(p) } }
-        var attr = cleanSpawnAttributes()
-        defer { posix_spawnattr_destroy(&attr) }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, Self.binary, &actions, &attr, cargs, cenv)
-        close(fds[1])
-        guard rc == 0 else {
+        let pid: pid_t
+        do {
+            pid = try spawn([Self.binary] + args, env: env, output: fds[1])
+        } catch {
             close(fds[0])
-            return (-1, "spawn failed: \(rc)")
+            close(fds[1])
+            return (-1, "\(error)")
         }
+        close(fds[1])
         let out = readPipe(fds[0])
         close(fds[0])
         var status: Int32 = 0

@@ -8,21 +8,9 @@ import Testing
 struct SupervisorTests {
     /// Starts the daemon for the fixture and waits until it answers on its socket.
     func startDaemon(_ f: JailFixture) throws -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
         let log = f.dir.path + "/daemon.log"
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let argv = [CLITests.binary, "daemon"]
         let env = ["JAILCTL_ROOT=\(f.manager.root.path)", "JAILCTL_SPECS=\(f.specs)"]
-        let cargs = argv.map { strdup($0) } + [nil]
-        let cenv = env.map { strdup($0) } + [nil]
-        defer { for p in cargs + cenv { free(p) } }
-        var attr = cleanSpawnAttributes()
-        defer { posix_spawnattr_destroy(&attr) }
-        var pid: pid_t = 0
-        guard posix_spawn(&pid, CLITests.binary, &actions, &attr, cargs, cenv) == 0 else { throw SystemError("spawn daemon") }
+        let pid = try spawn([CLITests.binary, "daemon"], env: env, appendTo: log)
         let deadline = monotonic() + 10
         while Supervisor.ask(f.manager.root, "ping") == nil {
             if monotonic() > deadline { throw JailError(.system, "daemon did not come up: \((try? FS.readText(log)) ?? "")") }

@@ -90,3 +90,26 @@ func cleanSpawnAttributes() -> posix_spawnattr_t {
     posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
     return attr
 }
+
+/// Spawns argv with the given environment, stdout and stderr on `output` (or a file
+/// opened for appending); returns the pid. Signals as a shell would leave them.
+func spawn(_ argv: [String], env: [String], output: Int32? = nil, appendTo file: String? = nil) throws -> pid_t {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    if let output {
+        posix_spawn_file_actions_adddup2(&actions, output, 1)
+    } else if let file {
+        posix_spawn_file_actions_addopen(&actions, 1, file, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+    }
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    let cargs = argv.map { strdup($0) } + [nil]
+    let cenv = env.map { strdup($0) } + [nil]
+    defer { for p in cargs + cenv { free(p) } }
+    var attr = cleanSpawnAttributes()
+    defer { posix_spawnattr_destroy(&attr) }
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, argv[0], &actions, &attr, cargs, cenv)
+    guard rc == 0 else { throw SystemError("posix_spawn \(argv[0])", errno: rc) }
+    return pid
+}
