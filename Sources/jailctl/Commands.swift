@@ -102,12 +102,19 @@ struct Images: ParsableCommand {
 struct Up: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Start jails (building their images if needed).")
     @OptionGroup var global: GlobalOptions
-    @Argument var names: [String]
+    @Flag(help: "Every jail of the spec directory, each after the jails it names in `after`.")
+    var all = false
+    @Argument var names: [String] = []
+
+    func validate() throws {
+        if all == !names.isEmpty { throw ValidationError("name jails or give --all (not both)") }
+    }
 
     func run() throws {
         try guarded {
             let m = try global.manager()
-            for name in names {
+            let order = all ? JailManager.startOrder(try m.loadSpecs()) : names
+            for name in order {
                 let r = try m.up(name)
                 if r.alreadyRunning {
                     print("\(name): already running (pid \(r.status.pid ?? 0))")
@@ -140,12 +147,25 @@ struct Down: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Option(help: "Seconds to wait after the stop signal (default: the jail's stop_timeout).")
     var timeout: Double?
-    @Argument var names: [String]
+    @Flag(help: "Every jail jailctl knows, in the reverse of the start order.")
+    var all = false
+    @Argument var names: [String] = []
+
+    func validate() throws {
+        if all == !names.isEmpty { throw ValidationError("name jails or give --all (not both)") }
+    }
 
     func run() throws {
         try guarded {
             let m = try global.manager()
-            for name in names {
+            var order = names
+            if all {
+                // Jails without a spec any more come first: nothing can depend on them.
+                let known = (try? m.loadSpecs()).map { JailManager.startOrder($0) } ?? []
+                let recorded = try m.state.jails().map(\.name)
+                order = recorded.filter { !known.contains($0) } + known.reversed().filter { recorded.contains($0) }
+            }
+            for name in order {
                 let r = try m.down(name, timeout: timeout)
                 print(r.wasRunning ? "\(name): stopped" : "\(name): not running")
             }

@@ -79,4 +79,19 @@ struct CLITests {
         #expect(code == 1)
         #expect(out == "jailctl: jail talk is not running\n")
     }
+
+    @Test func upAllFollowsAfterAndDownAllReversesIt() throws {
+        let f = try JailFixture("cli-all")
+        defer { f.cleanUp() }
+        try f.sleeper("web", extra: "after = [\"db\", \"cache\"]")
+        try f.sleeper("cache", extra: "after = [\"db\"]")
+        try f.sleeper("db")
+        var (code, out) = jailctl(f, ["up", "--all"])
+        #expect(code == 0, "\(out)")
+        let started = out.split(separator: "\n").map { String($0.split(separator: ":").first ?? "") }
+        #expect(started == ["db", "cache", "web"])
+        (code, out) = jailctl(f, ["down", "--all"])
+        #expect(code == 0)
+        #expect(out == "web: stopped\ncache: stopped\ndb: stopped\n")
+    }
 }

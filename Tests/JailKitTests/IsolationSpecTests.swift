@@ -1,3 +1,4 @@
+import Glibc
 import Testing
 
 @testable import JailKit
@@ -92,5 +93,38 @@ import Testing
         #expect(IsolationSchema.parseSize("0") == nil)
         #expect(IsolationSchema.parseSize("99999999999T") == nil)
         #expect(IsolationSchema.parseSize("1.5G") == nil)
+    }
+}
+
+@Suite struct StartOrderTests {
+    func set(_ deps: [String: [String]]) -> SpecSet {
+        var s = SpecSet()
+        for (name, after) in deps {
+            var j = JailSpec(name: name, file: "\(name).toml", image: "i", command: ["/bin/true"], hostname: name)
+            j.supervision.after = after
+            s.jails[name] = j
+        }
+        return s
+    }
+
+    @Test func dependenciesComeFirst() {
+        let order = JailManager.startOrder(set(["web": ["db", "cache"], "db": [], "cache": ["db"], "mail": []]))
+        #expect(order == ["db", "cache", "mail", "web"])
+    }
+
+    @Test func cyclesAndUnknownNamesAreValidateErrors() throws {
+        let dir = "/tmp/jailctl-order-\(getpid())"
+        defer { try? FS.removeTree(dir) }
+        try FS.mkdirs(dir + "/Images")
+        try FS.mkdirs(dir + "/Jails")
+        try FS.writeAtomically(dir + "/Images/i.toml", "binaries = [\"/bin/true\"]\n")
+        try FS.writeAtomically(dir + "/Jails/a.toml", "image = \"i\"\ncommand = [\"/bin/true\"]\nafter = [\"b\"]\n")
+        try FS.writeAtomically(dir + "/Jails/b.toml", "image = \"i\"\ncommand = [\"/bin/true\"]\nafter = [\"a\"]\n")
+        try FS.writeAtomically(dir + "/Jails/c.toml", "image = \"i\"\ncommand = [\"/bin/true\"]\nafter = [\"nope\"]\n")
+        let (set, diagnostics) = SpecLoader.load(directory: dir)
+        let text = diagnostics.map(\.description)
+        #expect(text.contains { $0.hasSuffix("Jails/c.toml:3:10: error: after[0]: no jail \"nope\"; names of files in Jails/ without .toml") })
+        #expect(text.contains { $0.contains("start order has a cycle: a -> b -> a") || $0.contains("start order has a cycle: b -> a -> b") })
+        #expect(set.jails.isEmpty)
     }
 }

@@ -261,6 +261,23 @@ public final class JailManager {
         return DownResult(wasRunning: wasRunning, status: status(from: record, exit: exit))
     }
 
+    // MARK: order
+
+    /// Every jail of the spec set, each after the jails its `after` names (validation has
+    /// already refused cycles and unknown names); ties by name, so the order is stable.
+    public static func startOrder(_ set: SpecSet) -> [String] {
+        var order: [String] = []
+        var placed: Set<String> = []
+        func place(_ name: String) {
+            guard !placed.contains(name), let spec = set.jails[name] else { return }
+            placed.insert(name)
+            for dep in spec.supervision.after.sorted() { place(dep) }
+            order.append(name)
+        }
+        for name in set.jails.keys.sorted() { place(name) }
+        return order
+    }
+
     // MARK: network
 
     /// The firewall entry of every jail whose run directory holds a network attachment.
