@@ -238,12 +238,117 @@ static size_t format_u64(char *buf, unsigned long long v) {
     return n;
 }
 
-__attribute__((noreturn)) static void monitor(const struct jl_plan *p, int status_dir_fd, int go_fd, int error_fd,
+// "2026-11-30T04:20:00.123Z " into buf (25 bytes), from the realtime clock, without
+// gmtime (not async-signal-safe): days to civil date after Howard Hinnant's algorithm.
+static size_t format_timestamp(char *buf) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    long long secs = now.tv_sec, days = secs / 86400, rem = secs % 86400;
+    long long z = days + 719468, era = z / 146097, doe = z - era * 146097;
+    long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    long long y = yoe + era * 400, doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
+    long long d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
+    if (m <= 2) y++;
+    long long f[7] = {y, m, d, rem / 3600, rem / 60 % 60, rem % 60, now.tv_nsec / 1000000};
+    const char *seps = "--T::.Z";
+    int widths[7] = {4, 2, 2, 2, 2, 2, 3};
+    size_t n = 0;
+    for (int i = 0; i < 7; i++) {
+        long long v = f[i];
+        for (int w = widths[i] - 1; w >= 0; w--) {
+            buf[n + (size_t)w] = (char)('0' + v % 10);
+            v /= 10;
+        }
+        n += (size_t)widths[i];
+        buf[n++] = seps[i];
+    }
+    buf[n++] = ' ';
+    return n;
+}
+
+// The log file's name with ".k" appended (k > 0), into buf.
+static void rotated_name(char *buf, size_t cap, const char *name, int k) {
+    size_t n = strlen(name);
+    if (n + 12 > cap) n = cap - 12;
+    memcpy(buf, name, n);
+    if (k > 0) {
+        buf[n++] = '.';
+        n += format_u64(buf + n, (unsigned long long)k);
+    }
+    buf[n] = 0;
+}
+
+static int open_log(const struct jl_plan *p, uint64_t *size) {
+    int log = openat(4, p->log_name, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+    struct stat st;
+    *size = (log >= 0 && fstat(log, &st) == 0) ? (uint64_t)st.st_size : 0;
+    return log;
+}
+
+// name.(k-1) -> name.k, ..., name -> name.1; the oldest beyond log_keep is replaced.
+static void rotate_log(const struct jl_plan *p) {
+    char from[512], to[512];
+    for (int k = p->log_keep; k >= 1; k--) {
+        rotated_name(from, sizeof from, p->log_name, k - 1);
+        rotated_name(to, sizeof to, p->log_name, k);
+        renameat(4, from, 4, to);
+    }
+    if (p->log_keep < 1) unlinkat(4, p->log_name, 0);
+}
+
+// Copies the jail's output from fd 5 to the log in directory fd 4 until every writer is
+// gone, stamping each line and rotating by size between lines.
+static void relay_log(const struct jl_plan *p) {
+    uint64_t size = 0;
+    int log = open_log(p, &size);
+    int at_line_start = 1;
+    char in[8192], out[8192 + 64];
+    size_t o = 0;
+    for (;;) {
+        ssize_t r = read(5, in, sizeof in);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        for (ssize_t i = 0; i < r; i++) {
+            if (at_line_start) {
+                o += format_timestamp(out + o);
+                at_line_start = 0;
+            }
+            out[o++] = in[i];
+            int eol = in[i] == '\n';
+            if (eol) at_line_start = 1;
+            if (o > sizeof out - 32 || (eol && p->log_max_bytes > 0 && size + o >= p->log_max_bytes)) {
+                write_all(log, out, o);
+                size += o;
+                o = 0;
+            }
+            if (eol && p->log_max_bytes > 0 && size >= p->log_max_bytes) {
+                rotate_log(p);
+                if (log >= 0) close(log);
+                log = open_log(p, &size);
+            }
+        }
+        // What one read brought is written before the next read may block.
+        write_all(log, out, o);
+        size += o;
+        o = 0;
+    }
+    if (log >= 0) close(log);
+}
+
+__attribute__((noreturn)) static void monitor(const struct jl_plan *plan, int status_dir_fd, int go_fd, int error_fd,
                                               int go_w, int error_r, int info_w) {
     close(go_w);
     close(error_r);
     setsid();
+    struct jl_plan copy = *plan;
+    const struct jl_plan *p = &copy;
+    int logpipe[2] = {-1, -1};
+    if (plan->log_name && pipe2(logpipe, O_CLOEXEC) == 0) {
+        copy.stdout_fd = logpipe[1];
+        copy.stderr_fd = logpipe[1];
+    }
     pid_t pid = clone_jail(p, go_fd, error_fd);
+    if (logpipe[1] >= 0) close(logpipe[1]);
     int e = pid < 0 ? errno : 0;
     pid_t self = getpid();
     write_all(info_w, &self, sizeof self);
@@ -257,8 +362,18 @@ __attribute__((noreturn)) static void monitor(const struct jl_plan *p, int statu
         dup2(null, 1);
         dup2(null, 2);
     }
-    if (dup2(status_dir_fd, 3) < 0) _exit(1);
-    syscall(SYS_close_range, 4, ~0U, 0);
+    // Out of the way first, so no dup2 below overwrites a descriptor still needed.
+    int sdir = fcntl(status_dir_fd, F_DUPFD_CLOEXEC, 100);
+    int ldir = logpipe[0] >= 0 ? fcntl(p->log_dir_fd, F_DUPFD_CLOEXEC, 100) : -1;
+    int lread = logpipe[0] >= 0 ? fcntl(logpipe[0], F_DUPFD_CLOEXEC, 100) : -1;
+    if (sdir < 0 || dup2(sdir, 3) < 0) _exit(1);
+    if (logpipe[0] >= 0) {
+        if (ldir < 0 || lread < 0 || dup2(ldir, 4) < 0 || dup2(lread, 5) < 0) _exit(1);
+        syscall(SYS_close_range, 6, ~0U, 0);
+        relay_log(p);
+    } else {
+        syscall(SYS_close_range, 4, ~0U, 0);
+    }
     int status = 0;
     while (waitpid(pid, &status, 0) < 0) {
         if (errno != EINTR) _exit(1);

@@ -233,7 +233,7 @@ struct Logs: ParsableCommand {
         try guarded {
             let m = try global.manager()
             let path = m.root.jailLog(name)
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            var fd = open(path, O_RDONLY | O_CLOEXEC)
             if fd < 0 { throw JailError(.notFound, "no log for jail \(name) (\(path))") }
             defer { close(fd) }
             var buf = [UInt8](repeating: 0, count: 65536)
@@ -250,7 +250,21 @@ struct Logs: ParsableCommand {
             FileHandle.standardOutput.write(Data(text.utf8))
             while follow {
                 let n = read(fd, &buf, buf.count)
-                if n > 0 { FileHandle.standardOutput.write(Data(buf[0..<n])) } else { usleep(200_000) }
+                if n > 0 {
+                    FileHandle.standardOutput.write(Data(buf[0..<n]))
+                    continue
+                }
+                // At the end of the file: if the monitor rotated it, go on in the new one.
+                var now = stat(), open_ = stat()
+                if stat(path, &now) == 0, fstat(fd, &open_) == 0, now.st_ino != open_.st_ino {
+                    let next = open(path, O_RDONLY | O_CLOEXEC)
+                    if next >= 0 {
+                        close(fd)
+                        fd = next
+                        continue
+                    }
+                }
+                usleep(200_000)
             }
         }
     }

@@ -68,7 +68,10 @@ struct CLITests {
         (code, out) = jailctl(f, ["exec", "talk", "--", "ls", "/nonexistent"])
         #expect(code == 2)
         (code, out) = jailctl(f, ["logs", "talk"])
-        #expect(out == "started\nsleeping\n")
+        // Each line as the jail wrote it, after the UTC time the monitor read it.
+        let lines = out.split(separator: "\n").map(String.init)
+        #expect(lines.map { String($0.dropFirst(25)) } == ["started", "sleeping"])
+        #expect(lines.allSatisfy { $0.count > 25 && $0.dropFirst(10).hasPrefix("T") && $0.dropFirst(23).hasPrefix("Z ") })
         (code, out) = jailctl(f, ["down", "talk"])
         #expect(code == 0)
         #expect(out == "talk: stopped\n")

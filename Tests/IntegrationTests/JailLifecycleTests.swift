@@ -96,6 +96,36 @@ struct JailLifecycleTests {
         _ = try f.manager.down("talk")
     }
 
+    @Test func logsAreStampedAndRotated() throws {
+        let f = try JailFixture("logrot")
+        defer { f.cleanUp() }
+        // 400 numbered lines of ~45 bytes with the stamp: ~18 KiB through a 4 KiB log.
+        try f.jail("chatty", """
+            image = "probe"
+            command = ["/bin/sh", "-c", "i=0; while [ $i -lt 400 ]; do i=$((i+1)); echo line-$i; done"]
+            log_max_size = 4096
+            log_keep = 2
+            """)
+        _ = try f.manager.up("chatty")
+        _ = f.manager.waitForExitFile("chatty", seconds: 10)
+        let log = f.manager.root.jailLog("chatty")
+        #expect(FS.exists(log + ".1") && FS.exists(log + ".2"))
+        #expect(!FS.exists(log + ".3"))
+        var numbers: [Int] = []
+        for file in [log + ".2", log + ".1", log] {
+            let text = try FS.readText(file)
+            #expect(text.utf8.count < 4096 + 200)
+            for line in text.split(separator: "\n") {
+                #expect(line.dropFirst(23).hasPrefix("Z line-"), "\(line)")
+                if let n = Int(line.split(separator: "-").last ?? "") { numbers.append(n) }
+            }
+        }
+        // The kept files hold the newest lines, in order, none lost between them.
+        #expect(numbers.last == 400)
+        #expect(numbers == Array((numbers.first ?? 0)...400))
+        _ = try f.manager.down("chatty")
+    }
+
     @Test func failedUpRollsBack() throws {
         let f = try JailFixture("rollback")
         defer { f.cleanUp() }

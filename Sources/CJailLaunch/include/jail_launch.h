@@ -110,6 +110,14 @@ struct jl_plan {
     int stderr_fd;
     int new_session;            // setsid(): no controlling terminal of the caller
 
+    // Detached jails: when log_name is set, the monitor reads the jail's stdout and
+    // stderr through a pipe and appends them, each line prefixed with a UTC timestamp, to
+    // log_name in log_dir_fd, rotating at log_max_bytes and keeping log_keep old files.
+    int log_dir_fd;
+    const char *log_name;
+    uint64_t log_max_bytes;
+    int log_keep;
+
     // jl_exec_in only: cgroup.procs files of the jail's cgroups, opened by the caller;
     // the joining process writes "0" into each before it forks the command.
     const int *cgroup_fds;

@@ -144,10 +144,9 @@ public final class JailManager {
         // through them to its root; nothing here is listable.
         try check("mkdir \(run)", mkdir(run, 0o711))
         undo.add("remove \(run)") { try FS.removeTree(run) }
-        let plan = try launchPlan(spec, prepared: prepared)
-        let logFd = open(root.jailLog(name), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-        if logFd < 0 { throw SystemError("open \(root.jailLog(name))") }
-        defer { close(logFd) }
+        var plan = try launchPlan(spec, prepared: prepared)
+        plan.log = LogTarget(directory: root.logDir, name: name + ".log", maxBytes: spec.supervision.logMaxBytes,
+                             keep: spec.supervision.logKeep)
         let nullFd = open("/dev/null", O_RDONLY | O_CLOEXEC)
         if nullFd < 0 { throw SystemError("open /dev/null") }
         defer { close(nullFd) }
@@ -160,7 +159,7 @@ public final class JailManager {
             try cg.remove()
         }
         let started = wallClock()
-        let child = try Launcher.spawn(plan, stdio: .init(stdin: nullFd, stdout: logFd, stderr: logFd), statusDir: runFd,
+        let child = try Launcher.spawn(plan, stdio: .init(stdin: nullFd, stdout: -1, stderr: -1), statusDir: runFd,
                                        outside: { pid in
             try cg.join(pid)
             // The jail's address and firewall are in place before it runs an instruction.

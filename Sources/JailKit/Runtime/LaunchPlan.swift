@@ -65,6 +65,8 @@ public struct LaunchPlan: Sendable {
     public var argv: [String]
     public var environment: [String]
     public var newSession = true
+    /// Detached jails: the monitor stamps and rotates the jail's output into this log.
+    public var log: LogTarget?
     /// With a user namespace: the host uid and gid that are 0 inside, and how many follow.
     public var idMap: (base: UInt32, size: UInt32)?
 
@@ -109,5 +111,20 @@ func shellQuote(_ s: String) -> String {
 extension String {
     func replacingAll(_ what: String, with: String) -> String {
         split(separator: Substring(what), omittingEmptySubsequences: false).joined(separator: with)
+    }
+}
+
+/// Where a detached jail's output goes: a file in a directory, rotated by size.
+public struct LogTarget: Sendable, Equatable {
+    public var directory: String
+    public var name: String
+    public var maxBytes: UInt64
+    public var keep: Int
+
+    public init(directory: String, name: String, maxBytes: UInt64 = 10 << 20, keep: Int = 5) {
+        self.directory = directory
+        self.name = name
+        self.maxBytes = maxBytes
+        self.keep = keep
     }
 }

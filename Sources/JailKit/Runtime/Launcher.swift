@@ -36,7 +36,14 @@ public enum Launcher {
     public static func spawn(_ plan: LaunchPlan, stdio: Stdio, statusDir: Int32?,
                              outside: (Int32) throws -> Void = { _ in }) throws -> LaunchedProcess
     {
-        try withCPlan(plan, stdio: stdio) { cplan in
+        var logDir: Int32 = -1
+        if let log = plan.log {
+            logDir = open(log.directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if logDir < 0 { throw SystemError("open \(log.directory)") }
+        }
+        defer { if logDir >= 0 { close(logDir) } }
+        return try withCPlan(plan, stdio: stdio) { cplan in
+            cplan.log_dir_fd = logDir
             var child = jl_child()
             let rc = jl_spawn(&cplan, statusDir ?? -1, &child)
             if rc < 0 { throw JailError(.launchFailed, "jail \(plan.jail): clone: \(strerrorString(-rc))") }
@@ -218,6 +225,10 @@ public enum Launcher {
                                 c.stdout_fd = stdio.stdout
                                 c.stderr_fd = stdio.stderr
                                 c.new_session = plan.newSession ? 1 : 0
+                                c.log_dir_fd = -1
+                                c.log_name = UnsafePointer(arena.dup(plan.log?.name))
+                                c.log_max_bytes = plan.log?.maxBytes ?? 0
+                                c.log_keep = Int32(plan.log?.keep ?? 0)
                                 return try body(&c)
                             }
                         }

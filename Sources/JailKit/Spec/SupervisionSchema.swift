@@ -21,6 +21,14 @@ enum SupervisionSchema {
                 draft.supervision.restartLimit = n
             }
         },
+        SpecField("log_max_size", valid: IsolationSchema.sizeValid) { value, path, draft, context in
+            if let n = IsolationSchema.size(value, at: path, context: &context) { draft.supervision.logMaxBytes = n }
+        },
+        SpecField("log_keep", valid: "a number of old log files to keep, 0-100") { value, path, draft, context in
+            if let n = IsolationSchema.integer(value, at: path, range: 0...100, valid: "a number of old log files to keep, 0-100", context: &context) {
+                draft.supervision.logKeep = n
+            }
+        },
         SpecField("after", valid: "an array of jail names, e.g. [\"db\"]") { value, path, draft, context in
             guard let names = context.strings(value, at: path, valid: "an array of jail names") else { return }
             var out: [String] = []

@@ -11,6 +11,9 @@ public struct SupervisionSpec: Sendable, Equatable, Hashable {
     /// `restartLimit` restarts within `restartWindow` seconds: crash loop, no more restarts.
     public var restartLimit: Int = 5
     public var restartWindow: Double = 300
+    /// The jail's log rotates at this size; this many old files are kept.
+    public var logMaxBytes: UInt64 = 10 << 20
+    public var logKeep: Int = 5
     /// Jails that start before this one (and stop after it).
     public var after: [String] = []
     public init() {}
