@@ -41,6 +41,8 @@ public struct ImageBuilder {
     public func plan(_ spec: ImageSpec, users: [String] = [], groups: [String] = []) throws -> ImagePlan {
         var plan = ImagePlan()
         for d in Self.baseDirectories { plan.add(d, .directory, reason: "mount point / base directory") }
+        // A host without passwd or group files has no users to look up: root and nobody
+        // (always in the image) are all an image can then get.
         let hostPasswd = (try? FS.readText("/etc/passwd")) ?? ""
         let hostGroup = (try? FS.readText("/etc/group")) ?? ""
         // What the plan depends on besides copied files, for staleness checks.

@@ -229,8 +229,14 @@ public final class JailManager {
         try state.setSupervision(name, failures: 0, crashLoop: false, wanted: false)
         let wasRunning = isAlive(record)
         if wasRunning {
-            let signal = (try? loadSpecs()).flatMap { $0.jails[name]?.stopSignal } ?? SIGTERM
-            let grace = timeout ?? (try? loadSpecs()).flatMap { $0.jails[name]?.stopTimeout } ?? 10
+            // `down` must work even when the spec files are broken or gone: then the
+            // defaults (SIGTERM, 10 s) apply, and the reason is logged.
+            var spec: JailSpec?
+            do { spec = try loadSpecs().jails[name] } catch {
+                logger.warning("jail \(name): stopping with default signal and timeout: \(error)")
+            }
+            let signal = spec?.stopSignal ?? SIGTERM
+            let grace = timeout ?? spec?.stopTimeout ?? 10
             try stop(record, signal: signal, grace: grace)
         }
         let exit = waitForExitFile(name, seconds: wasRunning ? 5 : 0)
