@@ -197,7 +197,7 @@ struct Status: ParsableCommand {
             for s in list {
                 let started = s.startedAt.map { formatTime($0) } ?? "-"
                 print(pad(s.name, 16) + pad(s.summary, 20) + pad(s.pid.map(String.init) ?? "-", 8) + pad(started, 21)
-                      + "\(s.image)@\(s.imageHash.prefix(12))")
+                      + "\(s.image)@\(s.imageHash.prefix(12))" + (s.staleImage ? " (stale)" : ""))
             }
         }
     }

@@ -171,3 +171,23 @@ struct JailLifecycleTests {
         #expect(try FS.list(f.manager.root.runDir).isEmpty)
     }
 }
+
+@Suite("Stale images (root)", .serialized)
+struct StaleImageTests {
+    @Test func statusMarksAJailWhoseImageSourceChanged() throws {
+        let f = try JailFixture("stale")
+        defer { f.cleanUp() }
+        // A private copy of a program as an image source, changed after the build.
+        let source = f.dir.path + "/bin/tool"
+        #expect(run(["/bin/cp", "/bin/true", source]) == 0)
+        try f.image("tooled", "binaries = [\"/bin/sh\"]\nfiles = [\"\(source)\", \"\(f.probe)\"]")
+        try f.jail("t", "image = \"tooled\"\ncommand = [\"\(f.probe)\", \"sleep\", \"3600\"]")
+        _ = try f.manager.up("t")
+        #expect(try f.manager.status(of: "t")?.staleImage == false)
+        let fd = open(source, O_WRONLY | O_APPEND)
+        #expect(write(fd, "x", 1) == 1)
+        close(fd)
+        #expect(try f.manager.status(of: "t")?.staleImage == true)
+        _ = try f.manager.down("t")
+    }
+}

@@ -19,6 +19,9 @@ public struct JailStatus: Sendable, Equatable, Codable {
     public var oomKilled = false
     public var crashLoop = false
     public var restarts = 0
+    /// The image this run started from no longer matches its host sources (a package
+    /// upgrade): `jailctl build` and a restart pick up the new files.
+    public var staleImage = false
 
     public var summary: String {
         if crashLoop { return "crash-loop" }
@@ -361,6 +364,7 @@ public final class JailManager {
         if state != .running { s.oomKilled = oomKilled(r) }
         s.crashLoop = r.crashLoop
         s.restarts = r.failures
+        if state == .running { s.staleImage = images.isStale(imageHash: r.imageHash) }
         return s
     }
 
