@@ -142,3 +142,36 @@ struct Stats: ParsableCommand {
         }
     }
 }
+
+struct Network: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The instance's nftables table.",
+        subcommands: [Show.self, Reapply.self])
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the table rendered from the attached jails (what reapply would load).")
+        @OptionGroup var global: GlobalOptions
+        @Flag(help: "Only render; never touches nft (the default: show never applies).")
+        var dryRun = false
+
+        func run() throws {
+            try guarded {
+                let m = try global.manager()
+                print(m.network.render(jails: try m.attachedJails()), terminator: "")
+            }
+        }
+    }
+
+    struct Reapply: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Load the table again from the state (after another tool flushed it).")
+        @OptionGroup var global: GlobalOptions
+
+        func run() throws {
+            try guarded {
+                let m = try global.manager()
+                try m.applyFirewall()
+                print("table jailctl_\(m.root.instance): \(try m.attachedJails().count) jails")
+            }
+        }
+    }
+}

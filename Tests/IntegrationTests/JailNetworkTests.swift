@@ -51,6 +51,12 @@ struct JailNetworkTests {
             if reply == nil { usleep(50_000) }
         }
         #expect(reply == "hello 10.88.0.2\n")
+        // Another tool flushes our table; reapply restores it from the state.
+        let table = "jailctl_\(f.manager.root.instance)"
+        #expect(run(["/usr/sbin/nft", "delete", "table", "inet", table]) == 0)
+        try f.manager.applyFirewall()
+        #expect(run(["/usr/sbin/nft", "list", "table", "inet", table]) == 0)
+        #expect(try f.manager.attachedJails().map(\.name) == ["web"])
         _ = try f.manager.down("web")
         // The address stays leased to the jail; the link and the table are gone.
         #expect(try f.manager.network.ipam.existing(jail: "web") != nil)

@@ -289,7 +289,7 @@ public final class JailManager {
     // MARK: network
 
     /// The firewall entry of every jail whose run directory holds a network attachment.
-    func attachedJails() throws -> [NetworkJail] {
+    public func attachedJails() throws -> [NetworkJail] {
         let specs = try? loadSpecs()
         var out: [NetworkJail] = []
         for name in try FS.list(root.runDir) {
