@@ -149,6 +149,8 @@ struct Down: ParsableCommand {
     var timeout: Double?
     @Flag(help: "Every jail jailctl knows, in the reverse of the start order.")
     var all = false
+    @Flag(help: "Also forget the jail: release its address and uid range, drop its record, events and logs (never its volumes).")
+    var purge = false
     @Argument var names: [String] = []
 
     func validate() throws {
@@ -166,6 +168,11 @@ struct Down: ParsableCommand {
                 order = recorded.filter { !known.contains($0) } + known.reversed().filter { recorded.contains($0) }
             }
             for name in order {
+                if purge {
+                    try m.purge(name)
+                    print("\(name): purged (address, uid range, record, events and logs released)")
+                    continue
+                }
                 let r = try m.down(name, timeout: timeout)
                 print(r.wasRunning ? "\(name): stopped" : "\(name): not running")
             }

@@ -60,9 +60,33 @@ struct JailNetworkTests {
         _ = try f.manager.down("web")
         // The address stays leased to the jail; the link and the table are gone.
         #expect(try f.manager.network.ipam.existing(jail: "web") != nil)
+        try f.manager.purge("web")
+        #expect(try f.manager.network.ipam.existing(jail: "web") == nil)
+        #expect(try f.manager.state.jail("web") == nil)
+        #expect(!FS.exists(f.manager.root.jailLog("web")))
         let gone = monotonic() + 2
         while FS.exists("/sys/class/net/\(ifname)") && monotonic() < gone { usleep(20_000) }
         #expect(!FS.exists("/sys/class/net/\(ifname)"))
+        #expect(run(["/usr/sbin/nft", "list", "table", "inet", "jailctl_\(f.manager.root.instance)"]) != 0)
+    }
+}
+
+@Suite("Jail network rollback (root)", .serialized)
+struct JailNetworkRollbackTests {
+    @Test func failedUpLeavesNoLeaseLinkOrTable() throws {
+        let f = try JailFixture("netfail")
+        defer { f.cleanUp() }
+        try FS.writeAtomically(f.dir.path + "/bin/garbage", "not a program\n", mode: 0o755)
+        try f.image("broken", "binaries = [\"/bin/sh\"]\nfiles = [\"\(f.dir.path)/bin/garbage\"]")
+        try f.jail("web", """
+            image = "broken"
+            command = ["\(f.dir.path)/bin/garbage"]
+            [network]
+            mode = "private"
+            """)
+        #expect(throws: JailError.self) { _ = try f.manager.up("web") }
+        #expect(try f.manager.network.ipam.existing(jail: "web") == nil)
+        #expect(try f.manager.network.leaks().isEmpty)
         #expect(run(["/usr/sbin/nft", "list", "table", "inet", "jailctl_\(f.manager.root.instance)"]) != 0)
     }
 }

@@ -167,9 +167,13 @@ public final class JailManager {
             try cg.join(pid)
             // The jail's address and firewall are in place before it runs an instruction.
             if spec.network.mode == .private {
+                // A lease the jail held before stays its own; one made by this failed
+                // `up` goes with it.
+                let hadLease = try self.network.ipam.existing(jail: name) != nil
                 let a = try self.network.attach(jail: name, pid: pid, spec: spec.network)
                 undo.add("detach the network") {
                     try self.network.detach(a)
+                    if !hadLease { try self.network.ipam.release(jail: name) }
                     try FS.removeTree(run + "/network")
                     try self.applyFirewall()
                 }
@@ -311,6 +315,22 @@ public final class JailManager {
             try network.teardown()
         } else {
             try network.apply(network.render(jails: jails))
+        }
+    }
+
+    /// `down --purge`: the jail is stopped and forgotten: its address lease, uid range,
+    /// record, events and logs go. Its volumes (host data) are never touched.
+    public func purge(_ name: String) throws {
+        _ = try down(name)
+        let lock = try JailLock(root: root, jail: name)
+        defer { lock.release() }
+        try network.ipam.release(jail: name)
+        try state.releaseIdRange(for: name)
+        try state.deleteJail(name)
+        try state.db.write { try $0.execute(sql: "DELETE FROM events WHERE jail = ?", arguments: [name]) }
+        let log = root.jailLog(name)
+        for suffix in [""] + (1...100).map({ ".\($0)" }) where FS.exists(log + suffix) {
+            try check("unlink \(log + suffix)", unlink(log + suffix))
         }
     }
 
