@@ -126,6 +126,31 @@ struct JailLifecycleTests {
         _ = try f.manager.down("chatty")
     }
 
+    @Test func dryRunMakesNothing() throws {
+        let f = try JailFixture("dryrun")
+        defer { f.cleanUp() }
+        try f.sleeper("plan", extra: """
+            userns = true
+            [filesystem]
+            readonly_root = false
+            [[volumes]]
+            source = "\(f.dir.path)"
+            target = "/not/in/image"
+            """)
+        _ = try f.manager.build("probe")
+        let plan = try f.manager.dryRun("plan")
+        #expect(plan.root == f.manager.root.jailRun("plan") + "/root")
+        #expect(plan.mounts.first?.data?.contains("upperdir=") == true)
+        #expect(plan.idMap?.base == StateStore.idRangeStart)
+        // Nothing made, nothing leased.
+        #expect(!FS.exists(f.manager.root.jailRun("plan")))
+        #expect(try f.manager.state.existingIdRange(for: "plan") == nil)
+        // `run` refuses while the jail runs detached (they would share a writable layer).
+        _ = try f.manager.up("plan")
+        #expect(throws: JailError.self) { _ = try f.manager.runForeground("plan") }
+        _ = try f.manager.down("plan")
+    }
+
     @Test func failedUpRollsBack() throws {
         let f = try JailFixture("rollback")
         defer { f.cleanUp() }

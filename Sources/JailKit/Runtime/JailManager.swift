@@ -130,7 +130,7 @@ public final class JailManager {
         let lock = try JailLock(root: root, jail: name)
         defer { lock.release() }
         let previous = try state.jail(name)
-        if let current = try status(of: name), current.state == .running {
+        if let current = try currentStatus(of: name), current.state == .running {
             return UpResult(status: current, alreadyRunning: true)
         }
         if restart, let p = previous, !p.wanted || p.crashLoop {
@@ -146,8 +146,20 @@ public final class JailManager {
         // 0711: a jail in a user namespace is "other" to these directories and must pass
         // through them to its root; nothing here is listable.
         try check("mkdir \(run)", mkdir(run, 0o711))
-        undo.add("remove \(run)") { try FS.removeTree(run) }
-        var plan = try launchPlan(spec, prepared: prepared)
+        undo.add("remove \(run)") {
+            // A monitor that saw the launch fail writes "exit" here as we remove the
+            // directory; a second pass takes what it wrote (after that, its writes land
+            // in a removed directory and fail harmlessly).
+            for attempt in 1...3 {
+                do {
+                    try FS.removeTree(run)
+                    return
+                } catch let e as SystemError where e.errno == ENOTEMPTY && attempt < 3 {
+                    usleep(5000)
+                }
+            }
+        }
+        var plan = try launchPlan(spec, prepared: prepared, makeDirectories: true)
         plan.log = LogTarget(directory: root.logDir, name: name + ".log", maxBytes: spec.supervision.logMaxBytes,
                              keep: spec.supervision.logKeep)
         let nullFd = open("/dev/null", O_RDONLY | O_CLOEXEC)
@@ -199,10 +211,25 @@ public final class JailManager {
     /// Runs a jail in the foreground, without a monitor, and returns its wait status.
     /// The launch path of `scripts/bench` and of `jailctl run`.
     public func runForeground(_ name: String, stdio: Launcher.Stdio = .inherit) throws -> Int32 {
+        let lock = try JailLock(root: root, jail: name)
+        defer { lock.release() }
+        // The run directory (writable layer, mount points) is per jail: one copy at a time.
+        if let current = try currentStatus(of: name), current.state == .running {
+            throw JailError(.alreadyRunning, "jail \(name) is running detached (pid \(current.pid ?? 0)); `jailctl down \(name)` first")
+        }
         let set = try loadSpecs()
         let spec = try jailSpec(name, in: set)
+        if spec.network.mode == .private {
+            throw JailError(.invalidSpec, "jail \(name): `run` does not attach a private network yet; use `jailctl up \(name)`")
+        }
         let prepared = try prepare(spec, set: set)
-        let plan = try launchPlan(spec, prepared: prepared)
+        let run = root.jailRun(name)
+        try FS.removeTree(run)
+        try check("mkdir \(run)", mkdir(run, 0o711))
+        defer {
+            do { try FS.removeTree(run) } catch { logger.error("jail \(name): removing \(run): \(error)") }
+        }
+        let plan = try launchPlan(spec, prepared: prepared, makeDirectories: true)
         let cg = try cgroupDriver().create(jail: name, instance: root.instance, limits: Self.cgroupLimits(spec.isolation.limits))
         defer {
             do {
@@ -336,13 +363,25 @@ public final class JailManager {
 
     // MARK: status
 
+    /// A jail's status, with whether its image went stale (a walk over the image's
+    /// sources: for `status`, not for the launch path).
     public func status(of name: String) throws -> JailStatus? {
+        try currentStatus(of: name).map(withStaleness)
+    }
+
+    public func statuses() throws -> [JailStatus] {
+        try state.jails().map { withStaleness(try refreshed($0)) }
+    }
+
+    func currentStatus(of name: String) throws -> JailStatus? {
         guard let r = try state.jail(name) else { return nil }
         return try refreshed(r)
     }
 
-    public func statuses() throws -> [JailStatus] {
-        try state.jails().map { try refreshed($0) }
+    func withStaleness(_ s: JailStatus) -> JailStatus {
+        var s = s
+        if s.state == .running { s.staleImage = images.isStale(imageHash: s.imageHash) }
+        return s
     }
 
     /// Checks a "running" record against the kernel and records an exit that happened
@@ -384,7 +423,6 @@ public final class JailManager {
         if state != .running { s.oomKilled = oomKilled(r) }
         s.crashLoop = r.crashLoop
         s.restarts = r.failures
-        if state == .running { s.staleImage = images.isStale(imageHash: r.imageHash) }
         return s
     }
 
@@ -406,7 +444,7 @@ public final class JailManager {
         let path = first.contains("/") ? first : try findInPath(first, imageRoot: imagePath)
         spec.command = [path] + argv.dropFirst()
         let prepared = try prepare(spec, set: set, imageOverride: (record.imageHash, imagePath))
-        var plan = try launchPlan(spec, prepared: prepared)
+        var plan = try launchPlan(spec, prepared: prepared, makeDirectories: false)
         plan.mounts = []
         plan.newSession = false
         return try Launcher.exec(plan, jailPid: record.pid, namespaces: plan.namespaces, stdio: stdio,
@@ -489,7 +527,10 @@ public final class JailManager {
     }
 
     /// The complete launch plan of a jail (also what `inspect --dry-run` prints).
-    func launchPlan(_ spec: JailSpec, prepared p: Prepared) throws -> LaunchPlan {
+    /// `makeDirectories`: create what the plan refers to under the run directory (the
+    /// writable layer, missing mount points) and lease a uid range; `up` and `run` do,
+    /// a dry run and `exec` (into a jail that has them) do not.
+    func launchPlan(_ spec: JailSpec, prepared p: Prepared, makeDirectories: Bool) throws -> LaunchPlan {
         let iso = spec.isolation
         var options = MountPlanner.Options()
         options.tmpSize = String(iso.limits.tmpfsSize)
@@ -498,16 +539,23 @@ public final class JailManager {
         var root = p.image.path
         if !p.missingTargets.isEmpty || !iso.filesystem.readonlyRoot {
             root = self.root.jailRun(spec.name) + "/root"
-            try FS.mkdirs(root, mode: 0o755)
+            if makeDirectories { try FS.mkdirs(root, mode: 0o755) }
         }
-        let idMap = iso.userns ? try state.idRange(for: spec.name) : nil
+        var idMap: (base: UInt32, size: UInt32)?
+        if iso.userns {
+            // A dry run shows the jail's lease, or where the first one would start.
+            idMap = makeDirectories ? try state.idRange(for: spec.name)
+                : try state.existingIdRange(for: spec.name) ?? (StateStore.idRangeStart, StateStore.idRangeSize)
+        }
         if !iso.filesystem.readonlyRoot {
             // Writes land in a per-jail upper layer under the run directory; the image
             // stays untouched and shared. They are gone at `down`.
             let run = self.root.jailRun(spec.name)
-            try FS.mkdirs(run + "/upper", mode: 0o755)
-            try FS.mkdirs(run + "/work", mode: 0o700)
-            if let m = idMap {
+            if makeDirectories {
+                try FS.mkdirs(run + "/upper", mode: 0o755)
+                try FS.mkdirs(run + "/work", mode: 0o700)
+            }
+            if makeDirectories, let m = idMap {
                 // The jail's root must own its upper layer to write into it.
                 for d in ["/upper", "/work"] { try check("chown \(run + d)", chown(run + d, m.base, m.base)) }
             }
@@ -518,7 +566,7 @@ public final class JailManager {
             // directory, laid over the image by overlayfs (read-only, lower layers only).
             let run = self.root.jailRun(spec.name)
             let layer = run + "/mountpoints"
-            for (target, isDir) in p.missingTargets {
+            for (target, isDir) in p.missingTargets where makeDirectories {
                 if isDir {
                     try FS.mkdirs(layer + target)
                 } else {
@@ -578,9 +626,8 @@ public final class JailManager {
         guard let (rec, path) = try images.path(of: spec.image) else {
             throw JailError(.notFound, "image \(spec.image) is not built yet (jailctl build \(spec.image))")
         }
-        var p = try prepare(spec, set: set, imageOverride: (rec.hash, path))
-        p.missingTargets = []
-        return try launchPlan(spec, prepared: p)
+        let p = try prepare(spec, set: set, imageOverride: (rec.hash, path))
+        return try launchPlan(spec, prepared: p, makeDirectories: false)
     }
 
     // MARK: stopping

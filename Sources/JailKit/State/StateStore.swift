@@ -150,6 +150,15 @@ public final class StateStore: Sendable {
         }
     }
 
+    /// The jail's range if it has one; never leases.
+    public func existingIdRange(for jail: String) throws -> (base: UInt32, size: UInt32)? {
+        try db.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT base, size FROM idranges WHERE jail = ?", arguments: [jail]),
+                  let base = row["base"] as Int64?, let size = row["size"] as Int64? else { return nil }
+            return (UInt32(base), UInt32(size))
+        }
+    }
+
     public func releaseIdRange(for jail: String) throws {
         try db.write { try $0.execute(sql: "DELETE FROM idranges WHERE jail = ?", arguments: [jail]) }
     }

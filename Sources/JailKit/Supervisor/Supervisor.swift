@@ -126,7 +126,7 @@ public final class Supervisor {
     func handleExit(_ name: String) {
         do {
             guard let r = try manager.state.jail(name), r.wanted, !r.crashLoop, timers[name] == nil else { return }
-            guard let status = try manager.status(of: name), status.state == .exited else { return }
+            guard let status = try manager.currentStatus(of: name), status.state == .exited else { return }
             guard let r2 = try manager.state.jail(name),
                   let spec = try manager.loadSpecs().jails[name] else { return }
             let now = wallClock()
