@@ -51,7 +51,8 @@ let package = Package(
         ),
         // Benchmarks driven in-process (scripts/bench); not part of the product.
         .executableTarget(name: "jailctl-bench", dependencies: ["JailKit"], swiftSettings: strict),
-        .testTarget(name: "JailKitTests", dependencies: ["JailKit"], swiftSettings: strict),
+        // Golden files are read by path (#filePath), not bundled.
+        .testTarget(name: "JailKitTests", dependencies: ["JailKit"], exclude: ["Golden"], swiftSettings: strict),
         .testTarget(name: "IntegrationTests", dependencies: ["JailKit"], swiftSettings: strict),
     ]
 )
