@@ -42,12 +42,21 @@ public final class JailManager {
     public let root: StateRoot
     public let specsDirectory: String
     public let state: StateStore
+    /// `jailctl.toml` of the spec directory (defaults when there is none).
+    public let host: HostSettings
     let logger: Logger
 
+    /// Refuses a broken `jailctl.toml` up front, with its diagnostics: the pool and the
+    /// uplinks shape every network change, so no command guesses them.
     public init(root: StateRoot, specsDirectory: String, logger: Logger = Logger(label: "jailctl")) throws {
         self.root = root
         self.specsDirectory = specsDirectory
         self.logger = logger
+        let (host, diagnostics) = SpecLoader.loadHost(directory: specsDirectory)
+        guard let host else {
+            throw JailError(.invalidSpec, diagnostics.filter { $0.severity == .error }.map(\.description).joined(separator: "\n"))
+        }
+        self.host = host
         try root.prepare()
         state = try StateStore(path: root.database)
     }
@@ -55,7 +64,7 @@ public final class JailManager {
     public var images: ImageStore { ImageStore(root: root, state: state) }
 
     /// Addresses, veth pairs and the instance's nftables table.
-    public lazy var network = NetworkManager(instance: root.instance, store: state)
+    public lazy var network = NetworkManager(instance: root.instance, store: state, pool: host.pool, uplinks: host.uplinks)
 
     /// The host's cgroup layout, read once per process.
     public lazy var cgroups: Result<CgroupDriver, Error> = Result { try CgroupDriver.host() }
