@@ -110,6 +110,10 @@ public final class JailManager {
         for j in set.jails.values where j.image == image {
             if case .name(let n) = j.user { users.insert(n) }
             if case .name(let g)? = j.group { groups.insert(g) }
+            for v in j.volumes {
+                if case .name(let n)? = v.owner { users.insert(n) }
+                if case .name(let g)? = v.group { groups.insert(g) }
+            }
         }
         return (users.sorted(), groups.sorted())
     }
@@ -169,6 +173,7 @@ public final class JailManager {
             }
         }
         var plan = try launchPlan(spec, prepared: prepared, makeDirectories: true)
+        try makeVolumes(prepared.creations, idMap: plan.idMap, undo: &undo)
         plan.log = LogTarget(directory: root.logDir, name: name + ".log", maxBytes: spec.supervision.logMaxBytes,
                              keep: spec.supervision.logKeep)
         let nullFd = open("/dev/null", O_RDONLY | O_CLOEXEC)
@@ -239,6 +244,9 @@ public final class JailManager {
             do { try FS.removeTree(run) } catch { logger.error("jail \(name): removing \(run): \(error)") }
         }
         let plan = try launchPlan(spec, prepared: prepared, makeDirectories: true)
+        var undo = Rollback(logger: logger)
+        defer { undo.run() }
+        try makeVolumes(prepared.creations, idMap: plan.idMap, undo: &undo)
         let cg = try cgroupDriver().create(jail: name, instance: root.instance, limits: Self.cgroupLimits(spec.isolation.limits))
         defer {
             do {
@@ -249,6 +257,7 @@ public final class JailManager {
             }
         }
         let child = try Launcher.spawn(plan, stdio: stdio, statusDir: nil, outside: { try cg.join($0) })
+        undo.commit()
         var status: Int32 = 0
         while waitpid(child.pid, &status, 0) < 0 && errno == EINTR {}
         return status
@@ -477,6 +486,15 @@ public final class JailManager {
         var home: String
         var volumes: [PlannedVolume]
         var missingTargets: [(String, Bool)]
+        /// Volume sources `up` makes, with their owner as the jail sees it.
+        var creations: [VolumeCreation] = []
+    }
+
+    struct VolumeCreation {
+        var source: String
+        var uid: UInt32
+        var gid: UInt32
+        var mode: UInt32
     }
 
     /// Everything `up` must know before it makes anything: the image (built if
@@ -510,12 +528,19 @@ public final class JailManager {
         }
         var volumes: [PlannedVolume] = []
         var missing: [(String, Bool)] = []
+        var creations: [VolumeCreation] = []
         for v in spec.volumes {
             var st = stat()
-            guard stat(v.source, &st) == 0 else {
-                throw JailError(.invalidSpec, "jail \(spec.name): volume source \(v.source): \(strerrorString(errno))")
+            let isDir: Bool
+            if stat(v.source, &st) == 0 {
+                isDir = (st.st_mode & S_IFMT) == S_IFDIR
+            } else if errno == ENOENT && v.create {
+                isDir = true
+                creations.append(try volumeCreation(v, spec: spec, ids: ids, jailUser: resolved))
+            } else {
+                throw JailError(.invalidSpec, "jail \(spec.name): volume source \(v.source): \(strerrorString(errno))"
+                                + (errno == ENOENT ? " (create = true makes it)" : ""))
             }
-            let isDir = (st.st_mode & S_IFMT) == S_IFDIR
             let volume = PlannedVolume(source: v.source, target: v.target, readonly: v.readonly, isDirectory: isDir)
             if MountPlanner.tmpfsMounts.contains(where: { v.target.hasPrefix($0 + "/") }) {
                 volumes.append(volume)
@@ -532,7 +557,61 @@ public final class JailManager {
             volumes.append(volume)
         }
         return Prepared(image: image, uid: resolved.uid, gid: resolved.gid, groups: resolved.groups, home: resolved.home,
-                        volumes: volumes, missingTargets: missing)
+                        volumes: volumes, missingTargets: missing, creations: creations)
+    }
+
+    /// The owner of a volume `up` makes: as named, else the jail's own user and group.
+    func volumeCreation(_ v: VolumeSpec, spec: JailSpec, ids: IdentityFiles,
+                        jailUser: (uid: UInt32, gid: UInt32, groups: [UInt32], home: String)) throws -> VolumeCreation {
+        var uid = jailUser.uid, gid = jailUser.gid
+        if let owner = v.owner {
+            let name: String? = if case .name(let n) = owner { n } else { nil }
+            let id: UInt32? = if case .id(let i) = owner { i } else { nil }
+            guard let u = ids.resolve(user: name, uid: id, group: nil, gid: nil) else {
+                throw JailError(.invalidSpec, "jail \(spec.name): volume \(v.target): unknown owner \(owner) in image \(spec.image)")
+            }
+            (uid, gid) = (u.uid, u.gid)
+        }
+        if let group = v.group {
+            switch group {
+            case .id(let g): gid = g
+            case .name(let n):
+                guard let g = ids.groups.first(where: { $0.name == n }) else {
+                    throw JailError(.invalidSpec, "jail \(spec.name): volume \(v.target): unknown group \(n) in image \(spec.image)")
+                }
+                gid = g.gid
+            }
+        }
+        return VolumeCreation(source: v.source, uid: uid, gid: gid, mode: v.mode)
+    }
+
+    /// Makes the missing volume sources of `creations` (parents root-owned 0755, the
+    /// source itself owned as planned, through the jail's id map); `undo` removes what
+    /// this call made, so a failed `up` leaves the host as it found it.
+    func makeVolumes(_ creations: [VolumeCreation], idMap: (base: UInt32, size: UInt32)?, undo: inout Rollback) throws {
+        for c in creations {
+            var made: [String] = []
+            var path = ""
+            for part in c.source.split(separator: "/") {
+                path += "/" + part
+                if mkdir(path, 0o755) == 0 {
+                    made.append(path)
+                } else if errno != EEXIST {
+                    throw SystemError("mkdir \(path)")
+                }
+            }
+            undo.add("remove the volume directories \(made)") {
+                for d in made.reversed() where rmdir(d) != 0 && errno != ENOENT { throw SystemError("rmdir \(d)") }
+            }
+            // Another `up` (or the sysadmin) may have made it meanwhile: theirs, untouched.
+            guard made.last == c.source else { continue }
+            if let m = idMap, c.uid >= m.size || c.gid >= m.size {
+                throw JailError(.invalidSpec, "volume \(c.source): owner \(c.uid):\(c.gid) is outside the jail's user namespace (0-\(m.size - 1))")
+            }
+            let (uid, gid) = idMap.map { (c.uid + $0.base, c.gid + $0.base) } ?? (c.uid, c.gid)
+            try check("chown \(c.source)", fchownat(AT_FDCWD, c.source, uid, gid, AT_SYMLINK_NOFOLLOW))
+            try check("chmod \(c.source)", chmod(c.source, mode_t(c.mode)))
+        }
     }
 
     /// The complete launch plan of a jail (also what `inspect --dry-run` prints).
