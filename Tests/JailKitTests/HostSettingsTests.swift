@@ -51,3 +51,12 @@ import Testing
         }
     }
 }
+
+@Suite struct ResolvConfTests {
+    @Test func hostServersButNotLoopback() {
+        let host = "# comment\nnameserver 127.0.0.53\nnameserver 192.0.2.1\nsearch example.org\nnameserver 2001:db8::1\nnameserver\t198.51.100.2\n"
+        #expect(JailManager.resolvConf(dns: [], hostResolvConf: host) == "nameserver 192.0.2.1\nnameserver 198.51.100.2\n")
+        #expect(JailManager.resolvConf(dns: IPv4Address("203.0.113.9").map { [$0] } ?? [], hostResolvConf: host) == "nameserver 203.0.113.9\n")
+        #expect(JailManager.resolvConf(dns: [], hostResolvConf: "nameserver 127.0.0.53\n").hasPrefix("# jailctl: no name server"))
+    }
+}

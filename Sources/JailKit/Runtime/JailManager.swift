@@ -174,6 +174,7 @@ public final class JailManager {
         }
         var plan = try launchPlan(spec, prepared: prepared, makeDirectories: true)
         try makeVolumes(prepared.creations, idMap: plan.idMap, undo: &undo)
+        try writeGeneratedFiles(spec, address: nil)
         plan.log = LogTarget(directory: root.logDir, name: name + ".log", maxBytes: spec.supervision.logMaxBytes,
                              keep: spec.supervision.logKeep)
         let nullFd = open("/dev/null", O_RDONLY | O_CLOEXEC)
@@ -204,6 +205,7 @@ public final class JailManager {
                     try self.applyFirewall()
                 }
                 try FS.writeAtomically(run + "/network", "\(a.hostInterface) \(a.jailAddress)\n", mode: 0o600)
+                try self.writeGeneratedFiles(spec, address: a.jailAddress)
                 try self.applyFirewall()
             }
         })
@@ -529,6 +531,17 @@ public final class JailManager {
         var volumes: [PlannedVolume] = []
         var missing: [(String, Bool)] = []
         var creations: [VolumeCreation] = []
+        let generated = generatedFiles(spec).filter { g in !spec.volumes.contains { $0.target == g.target } }
+        for g in generated {
+            // The image may hold its own (a symlink, a directory): then it has the say.
+            switch ImageFS.lookup(g.target, imageRoot: image.path) {
+            case .file: volumes.append(PlannedVolume(source: g.source, target: g.target, readonly: true, isDirectory: false))
+            case .absent:
+                volumes.append(PlannedVolume(source: g.source, target: g.target, readonly: true, isDirectory: false))
+                missing.append((g.target, false))
+            default: logger.info("jail \(spec.name): image \(spec.image) has its own \(g.target); not replacing it")
+            }
+        }
         for v in spec.volumes {
             var st = stat()
             let isDir: Bool
@@ -558,6 +571,51 @@ public final class JailManager {
         }
         return Prepared(image: image, uid: resolved.uid, gid: resolved.gid, groups: resolved.groups, home: resolved.home,
                         volumes: volumes, missingTargets: missing, creations: creations)
+    }
+
+    /// Files jailctl writes per jail and mounts read-only over the image's: a private
+    /// jail's /etc/hosts (its own name and address, its links' names) and
+    /// /etc/resolv.conf. `up` writes them (`writeGeneratedFiles`) before the jail mounts them.
+    func generatedFiles(_ spec: JailSpec) -> [(source: String, target: String)] {
+        guard spec.network.mode == .private else { return [] }
+        let run = root.jailRun(spec.name)
+        return [(run + "/hosts", "/etc/hosts"), (run + "/resolv.conf", "/etc/resolv.conf")]
+    }
+
+    /// `address`: the jail's own, once leased (nil: before the lease, a placeholder the
+    /// mount can bind to; the real text follows before the jail runs).
+    func writeGeneratedFiles(_ spec: JailSpec, address: String?) throws {
+        for (source, target) in generatedFiles(spec) {
+            let text: String
+            switch target {
+            case "/etc/hosts":
+                var lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+                if let address { lines.append("\(address)\t\(spec.hostname)") }
+                for peer in Set(spec.network.links.map(\.jail)).sorted() {
+                    if let lease = try network.ipam.existing(jail: peer) { lines.append("\(lease.jailAddress)\t\(peer)") }
+                }
+                text = lines.joined(separator: "\n") + "\n"
+            default:
+                text = Self.resolvConf(dns: host.dns, hostResolvConf: (try? FS.readText("/etc/resolv.conf")) ?? "")
+            }
+            // In place, not renamed over: once mounted, the mount holds the inode.
+            try FS.writeInPlace(source, text, mode: 0o644)
+        }
+    }
+
+    /// jailctl.toml's servers, else the host's own that a jail can reach (not loopback:
+    /// the host's 127.0.0.53 is not the jail's).
+    static func resolvConf(dns: [IPv4Address], hostResolvConf: String) -> String {
+        var servers = dns.map(\.description)
+        if servers.isEmpty {
+            for line in hostResolvConf.split(separator: "\n") {
+                let f = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+                guard f.count >= 2, f[0] == "nameserver", let a = IPv4Address(String(f[1])), a.value >> 24 != 127 else { continue }
+                servers.append(a.description)
+            }
+        }
+        if servers.isEmpty { return "# jailctl: no name server a jail can reach; set [network] dns in jailctl.toml\n" }
+        return servers.prefix(3).map { "nameserver \($0)" }.joined(separator: "\n") + "\n"
     }
 
     /// The owner of a volume `up` makes: as named, else the jail's own user and group.
