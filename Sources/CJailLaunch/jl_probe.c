@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <spawn.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -211,4 +212,8 @@ pid_t jl_probe_start(int kind, int netns_fd, const void *addr, unsigned int addr
     default: verdict(1, "tcp connect ok", "");
     }
     _exit(1);
+}
+
+int jl_spawn_actions_closefrom(void *actions, int lowfd) {
+    return posix_spawn_file_actions_addclosefrom_np((posix_spawn_file_actions_t *)actions, lowfd);
 }

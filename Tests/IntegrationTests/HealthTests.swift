@@ -97,7 +97,8 @@ struct HealthTests {
             """)
         let fpm = try spawn(["/usr/sbin/php-fpm8.2", "-F", "-R", "-n", "-y", dir.path + "/fpm.conf"], env: [], appendTo: dir.path + "/out.log")
         defer {
-            kill(fpm, SIGKILL)
+            // SIGTERM, not SIGKILL: the master takes its workers with it before it ends.
+            kill(fpm, SIGTERM)
             var st: Int32 = 0
             waitpid(fpm, &st, 0)
         }

@@ -49,7 +49,7 @@ struct SupervisorTests {
         let alerts = f.dir.path + "/alerts"
         try FS.writeAtomically(f.specs + "/jailctl.toml", """
             [supervisor]
-            notify = ["/bin/sh", "-c", "echo \\"$JAILCTL_EVENT $JAILCTL_JAIL\\" >> \(alerts)"]
+            notify = ["/bin/sh", "-c", "echo \\"$JAILCTL_EVENT $JAILCTL_JAIL $(cat)\\" >> \(alerts)"]
 
             """)
         let daemon = try startDaemon(f)
@@ -58,7 +58,9 @@ struct SupervisorTests {
         #expect(try waitFor(15) { try f.manager.status(of: "crash")?.crashLoop == true })
         // The notify command ran once, with the alert in its environment.
         #expect(waitFor(5) { ((try? FS.readText(alerts)) ?? "").hasSuffix("\n") })
-        #expect(((try? FS.readText(alerts)) ?? "").split(separator: "\n").map { $0.split(separator: " ").prefix(2).joined(separator: " ") } == ["crashloop crash"])
+        let lines = ((try? FS.readText(alerts)) ?? "").split(separator: "\n")
+        #expect(lines.map { $0.split(separator: " ").prefix(2).joined(separator: " ") } == ["crashloop crash"])
+        #expect(lines.first?.contains("{\"kind\":\"crashloop\",\"jail\":\"crash\",\"detail\":\"4 restarts within 60s;") == true, "\(lines)")
         let events = try f.manager.state.events(jail: "crash")
         let restarts = events.filter { $0.kind == "restart" }.map(\.time)
         #expect(restarts.count == 4)

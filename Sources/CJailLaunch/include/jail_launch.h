@@ -168,6 +168,11 @@ enum jl_probe_kind { JL_PROBE_TCP = 1, JL_PROBE_HTTP = 2, JL_PROBE_FCGI = 3 };
 pid_t jl_probe_start(int kind, int netns_fd, const void *addr, unsigned int addr_len, const char *path,
                      int timeout_ms, int report_fd);
 
+// posix_spawn_file_actions_addclosefrom_np (glibc 2.34), which Swift's Glibc module
+// does not show: the spawned program gets no descriptor above lowfd - 1. actions is a
+// posix_spawn_file_actions_t *. Returns 0 or an errno value.
+int jl_spawn_actions_closefrom(void *actions, int lowfd);
+
 // pidfd wrappers (raw system calls Swift cannot reach: syscall() is variadic).
 // Return an fd or 0 on success, -errno on failure.
 int jl_pidfd_open(pid_t pid);

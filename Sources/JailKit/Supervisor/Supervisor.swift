@@ -40,7 +40,7 @@ public final class Supervisor {
     public init(manager: JailManager, logger: Logger) {
         self.manager = manager
         self.logger = logger
-        notifier = Notifier(state: manager.state, command: manager.host.notify, logger: logger)
+        notifier = Notifier(state: manager.state, command: manager.host.notify, kinds: manager.host.notifyEvents, logger: logger)
         health = HealthMonitor(manager: manager, notifier: notifier, logger: logger)
         health.onUnhealthy = { [unowned self] name, _ in self.stopUnhealthy(name) }
     }
