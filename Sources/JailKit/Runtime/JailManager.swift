@@ -139,9 +139,9 @@ public final class JailManager {
     }
 
     /// Starts a jail detached, under a monitor that records its exit. An explicit `up`
-    /// also clears a crash loop; the supervisor's restarts (`restart: true`) keep the
-    /// failure count that drives the backoff.
-    public func up(_ name: String, restart: Bool = false) throws -> UpResult {
+    /// also clears a crash loop; the supervisor's restarts (`restart: true`) record the
+    /// failure count that drives the backoff (`failures`, else the previous one).
+    public func up(_ name: String, restart: Bool = false, failures: Int? = nil) throws -> UpResult {
         let lock = try JailLock(root: root, jail: name)
         defer { lock.release() }
         let previous = try state.jail(name)
@@ -215,7 +215,7 @@ public final class JailManager {
         let record = JailRecord(name: name, image: spec.image, imageHash: prepared.image.hash, state: .running,
                                 pid: child.pid, startTime: Int64(child.startTime), monitorPid: child.monitor,
                                 startedAt: started, endedAt: nil, exitStatus: nil, specFile: spec.file,
-                                wanted: true, failures: restart ? previous?.failures ?? 0 : 0, crashLoop: false)
+                                wanted: true, failures: restart ? failures ?? previous?.failures ?? 0 : 0, crashLoop: false)
         try state.save(record)
         try state.record(event: restart ? "restart" : "start", jail: name, detail: "pid \(child.pid) image \(spec.image)@\(prepared.image.hash.prefix(12))")
         undo.commit()

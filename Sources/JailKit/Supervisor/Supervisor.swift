@@ -16,6 +16,9 @@ public final class Supervisor {
     private var inotify: Int32 = -1
     private var watches: [Int32: String] = [:]  // watch descriptor → jail ("" for run/)
     private var timers: [String: Double] = [:]  // jail → monotonic time of its restart
+    /// The failure count a pending restart records. Kept here, not written at decision
+    /// time: a daemon that dies before the restart must not count the same exit twice.
+    private var pendingFailures: [String: Int] = [:]
     private var listener: Int32 = -1
     private var periodic: [Periodic] = []
     public private(set) var running = false
@@ -176,8 +179,10 @@ public final class Supervisor {
             case .stay:
                 return
             case .restart(let delay, let failures):
-                try manager.state.setSupervision(name, failures: failures)
-                timers[name] = monotonic() + delay
+                pendingFailures[name] = failures
+                // Due at exit + delay: a daemon restarted meanwhile does not postpone it.
+                let waited = max(0, now - (r2.endedAt ?? now))
+                timers[name] = monotonic() + max(0, delay - waited)
                 logger.info("jail \(name) ended (\(status.summary)); restarting in \(String(format: "%.2f", delay))s")
             case .crashLoop(let restarts):
                 try manager.state.setSupervision(name, crashLoop: true)
@@ -215,7 +220,8 @@ public final class Supervisor {
         for (name, at) in timers where at <= now {
             timers[name] = nil
             do {
-                let r = try manager.up(name, restart: true)
+                let r = try manager.up(name, restart: true, failures: pendingFailures[name])
+                pendingFailures[name] = nil
                 logger.info("jail \(name) restarted (pid \(r.status.pid ?? 0))")
                 watch(jail: name)
                 health.track(name)
@@ -248,6 +254,7 @@ public final class Supervisor {
             // The record still describes the last run, which has ended; count the failed
             // launch as a restart so backoff and crash-loop limits apply to it too.
             try manager.state.record(event: "restart", jail: name, detail: "launch failed")
+            if let f = pendingFailures.removeValue(forKey: name) { try manager.state.setSupervision(name, failures: f) }
         } catch {
             logger.error("jail \(name): recording a failed restart: \(error)")
         }
