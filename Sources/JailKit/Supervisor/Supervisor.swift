@@ -105,14 +105,20 @@ public final class Supervisor {
             logger.error("reconcile: reading the state database: \(error)")
             return
         }
+        // One read of the spec files for all of them.
+        var specs: SpecSet?
+        do { specs = try manager.loadSpecs() } catch {
+            logger.error("reconcile: \(error); health checks wait for valid specs")
+            specs = SpecSet()
+        }
         for r in records where r.wanted {
-            watch(jail: r.name)
+            watch(jail: r.name, specs: specs)
             handleExit(r.name)
         }
     }
 
-    private func watch(jail: String) {
-        health.track(jail)
+    private func watch(jail: String, specs: SpecSet? = nil) {
+        health.track(jail, specs: specs)
         guard !watches.values.contains(jail) else { return }
         let dir = manager.root.jailRun(jail)
         let wd = inotify_add_watch(inotify, dir, UInt32(IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE_SELF))
