@@ -86,15 +86,35 @@ struct Images: ParsableCommand {
     func run() throws {
         try guarded {
             let m = try global.manager()
-            let records = try m.state.images()
+            let usage = try m.images.usage()
             if json {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-                print(String(decoding: try enc.encode(records), as: UTF8.self))
+                print(String(decoding: try enc.encode(usage), as: UTF8.self))
                 return
             }
-            print(pad("IMAGE", 16) + pad("HASH", 14) + pad("FILES", 8) + "BYTES")
-            for r in records { print(pad(r.name, 16) + pad(String(r.hash.prefix(12)), 14) + pad("\(r.files)", 8) + "\(r.bytes)") }
+            print(pad("IMAGE", 16) + pad("HASH", 14) + pad("FILES", 8) + pad("BYTES", 12) + pad("UNIQUE", 12) + "JAILS")
+            for u in usage {
+                print(pad(u.name, 16) + pad(String(u.hash.prefix(12)), 14) + pad("\(u.files)", 8) + pad("\(u.bytes)", 12)
+                      + pad("\(u.uniqueBytes)", 12) + (u.jails.isEmpty ? "-" : u.jails.joined(separator: ",")))
+            }
+        }
+    }
+}
+
+struct GC: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gc", abstract: "Remove stored image versions no image and no running jail uses, and unlinked file objects.")
+    @OptionGroup var global: GlobalOptions
+    @Flag(help: "Only say what would be removed.")
+    var dryRun = false
+
+    func run() throws {
+        try guarded {
+            let m = try global.manager()
+            let r = try m.images.gc(dryRun: dryRun)
+            for h in r.images { print("\(dryRun ? "would remove" : "removed") image version \(h.prefix(12))") }
+            print("\(dryRun ? "would remove" : "removed") \(r.images.count) image version(s), \(r.objects) unlinked object(s), \(r.bytes) bytes")
         }
     }
 }
