@@ -34,6 +34,8 @@ struct Build: ParsableCommand {
     var explain = false
     @Flag(help: "List stale images and the sources that changed, without building; exit 1 if any is stale.")
     var check = false
+    @Flag(help: "With --check: record an image-stale event for each stale image (the apt hook's way).")
+    var record = false
     @Flag(help: "Rebuild even if the image is up to date.")
     var force = false
     @Argument(help: "Image names (default: all).")
@@ -63,6 +65,11 @@ struct Build: ParsableCommand {
                         stale = true
                         print("\(name): \(changes == nil ? "not built" : "stale")")
                         for c in changes ?? [] { print("  \(c)") }
+                        if record, let changes {
+                            try m.state.record(event: "image-stale", jail: "image:\(name)",
+                                               detail: changes.prefix(5).map(\.description).joined(separator: "; ")
+                                                   + (changes.count > 5 ? " (and \(changes.count - 5) more)" : ""))
+                        }
                     }
                     continue
                 }
@@ -124,6 +131,8 @@ struct Up: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Flag(help: "Every jail of the spec directory, each after the jails it names in `after`.")
     var all = false
+    @Flag(help: "Rebuild a jail's image first when its sources changed (otherwise up warns and runs the built one).")
+    var rebuild = false
     @Argument var names: [String] = []
 
     func validate() throws {
@@ -133,8 +142,23 @@ struct Up: ParsableCommand {
     func run() throws {
         try guarded {
             let m = try global.manager()
-            let order = all ? JailManager.startOrder(try m.loadSpecs()) : names
+            let set = try m.loadSpecs()
+            let order = all ? JailManager.startOrder(set) : names
+            var checked: [String: [ChangedSource]?] = [:]
             for name in order {
+                // A stale image (a package upgrade since it was built): say so, or rebuild.
+                if let image = set.jails[name]?.image {
+                    if checked[image] == nil { checked[image] = try m.imageChanges(image, set: set) }
+                    if let changes = checked[image] ?? nil, !changes.isEmpty {
+                        if rebuild {
+                            let r = try m.build(image, set: set)
+                            print("\(image): rebuilt -> \(r.record.hash.prefix(12))")
+                            checked[image] = .some([])
+                        } else {
+                            printErr("jailctl: warning: \(name): image \(image) is stale (\(changes.count) source(s) changed, e.g. \(changes[0])); `jailctl up --rebuild \(name)` or `jailctl build \(image)` and `jailctl restart \(name)`")
+                        }
+                    }
+                }
                 let r = try m.up(name)
                 if r.alreadyRunning {
                     print("\(name): already running (pid \(r.status.pid ?? 0))")

@@ -131,6 +131,24 @@ public final class JailManager {
         return report
     }
 
+    /// What changed since `image` was built (empty: up to date); nil when it is not built.
+    public func imageChanges(_ image: String, set: SpecSet) throws -> [ChangedSource]? {
+        guard try images.path(of: image) != nil else { return nil }
+        let ids = Self.identities(of: image, in: set)
+        return try images.staleness(of: image, parameters: ImageBuilder.parameters(users: ids.users, groups: ids.groups))
+    }
+
+    /// Running jails whose image changed since they started: a newer build of it exists,
+    /// or the sources of the version they run changed on the host.
+    public func staleJails(set: SpecSet) throws -> [String] {
+        var out: [String] = []
+        for r in try state.jails() where r.state == .running && isAlive(r) {
+            let current = try state.image(r.image)
+            if current?.hash != r.imageHash || images.isStale(imageHash: r.imageHash) { out.append(r.name) }
+        }
+        return out.sorted()
+    }
+
     // MARK: lifecycle
 
     public struct UpResult: Sendable {
