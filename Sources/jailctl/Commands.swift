@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Glibc
 import JailKit
+import Logging
 
 struct Validate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Check spec files; print every error as FILE:LINE:COLUMN.")
@@ -66,9 +67,11 @@ struct Build: ParsableCommand {
                         print("\(name): \(changes == nil ? "not built" : "stale")")
                         for c in changes ?? [] { print("  \(c)") }
                         if record, let changes {
-                            try m.state.record(event: "image-stale", jail: "image:\(name)",
-                                               detail: changes.prefix(5).map(\.description).joined(separator: "; ")
-                                                   + (changes.count > 5 ? " (and \(changes.count - 5) more)" : ""))
+                            // An alert like the daemon's: an event, and notify when chosen.
+                            Notifier(state: m.state, command: m.host.notify, kinds: m.host.notifyEvents, logger: Logger(label: "jailctl"))
+                                .alert(kind: "image-stale", jail: "image:\(name)",
+                                       detail: changes.prefix(5).map(\.description).joined(separator: "; ")
+                                           + (changes.count > 5 ? " (and \(changes.count - 5) more)" : ""))
                         }
                     }
                     continue
