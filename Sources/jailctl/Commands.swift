@@ -112,6 +112,36 @@ struct Images: ParsableCommand {
     }
 }
 
+struct Doctor: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Report what on this host would break or bypass jailctl's rules, and what to do; exit 1 on a problem.")
+    @OptionGroup var global: GlobalOptions
+    @Flag var json = false
+
+    func run() throws {
+        var problem = false
+        try guarded {
+            let m = try global.manager()
+            let cgroups: String? = (try? m.cgroupDriver())?.summary
+            let facts = JailKit.Doctor.gather(nft: m.network.nft, cgroups: cgroups)
+            let found = JailKit.Doctor.findings(facts, pool: m.host.pool, ourTable: m.network.ruleset.table,
+                                                interfacePrefix: m.network.ruleset.interfacePrefix)
+            problem = found.contains { $0.severity == .problem }
+            if json {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try enc.encode(found), as: UTF8.self))
+                return
+            }
+            for f in found {
+                print(pad(f.severity.rawValue, 9) + f.what)
+                if !f.fix.isEmpty { print(pad("", 9) + "fix: " + f.fix) }
+            }
+        }
+        if problem { throw ExitCode(1) }
+    }
+}
+
 struct GC: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gc", abstract: "Remove stored image versions no image and no running jail uses, and unlinked file objects.")

@@ -8,7 +8,7 @@ struct Jailctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "jailctl",
         abstract: "Run services and tenants of one Linux host in jails.",
-        subcommands: [Validate.self, Build.self, Images.self, GC.self, Up.self, Down.self, Restart.self, Reset.self, Status.self,
+        subcommands: [Validate.self, Build.self, Images.self, GC.self, Doctor.self, Up.self, Down.self, Restart.self, Reset.self, Status.self,
                       Stats.self, Exec.self, Logs.self, Events.self, Inspect.self, Run.self, Daemon.self, Network.self])
 }
 
