@@ -1,0 +1,238 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// What the trusted side keeps per host (state/NAME.json, host root only).
+public struct BackupHostState: Codable, Sendable, Equatable {
+    /// How far the gate's record file has been read.
+    public var offset: Int64 = 0
+    public var lastPushEnd: Double?
+    public var lastPushExit: Int?
+    public var lastPushSeconds: Double?
+    public var lastSuccess: Double?
+    public var lastSnapshot: String?
+    /// A push succeeded after the last snapshot was taken.
+    public var snapshotDue = false
+    public var bytes: Int64 = 0
+    public var files: Int = 0
+    public var staleAlerted = false
+    public var quotaAlerted = false
+}
+
+/// One host as `jailctl backup status` shows it.
+public struct BackupHostStatus: Codable, Sendable, Equatable {
+    public var host: String
+    public var fingerprint: String
+    public var lastSuccess: Double?
+    public var lastPushExit: Int?
+    public var bytes: Int64
+    public var files: Int
+    public var snapshots: Int
+    public var lastSnapshot: String?
+    /// Blocks in use by current/ and every snapshot, each inode counted once.
+    public var diskBytes: Int64
+    public var stale: Bool
+    public var overQuota: Bool
+}
+
+/// A transfer the gate recorded: "push|pull START_MS END_MS EXIT".
+public struct GateRecord: Sendable, Equatable {
+    public var pull: Bool
+    public var start: Double
+    public var end: Double
+    public var exit: Int
+
+    /// Lines the backup user could have forged are still only hints: bounded, numeric,
+    /// and anything else is skipped.
+    public static func parse(_ text: String) -> [GateRecord] {
+        text.split(separator: "\n").compactMap { line in
+            let f = line.split(separator: " ")
+            guard f.count == 4, f[0] == "push" || f[0] == "pull", let s = Int64(f[1]), let e = Int64(f[2]),
+                let x = Int(f[3]), s > 0, e >= s, (0...255).contains(x)
+            else { return nil }
+            return GateRecord(pull: f[0] == "pull", start: Double(s) / 1000, end: Double(e) / 1000, exit: x)
+        }
+    }
+}
+
+extension BackupManager {
+    func loadState(_ host: String) -> BackupHostState {
+        guard let bytes = try? FS.readFile(stateDir + "/\(host).json"),
+            let s = try? JSONDecoder().decode(BackupHostState.self, from: Data(bytes))
+        else { return BackupHostState() }
+        return s
+    }
+
+    func saveState(_ host: String, _ s: BackupHostState) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        try FS.writeAtomically(stateDir + "/\(host).json", String(decoding: try enc.encode(s), as: UTF8.self) + "\n", mode: 0o600)
+    }
+
+    /// New lines of the gate's record file since `offset`. The file is the backup user's:
+    /// opened without following links, only a regular file, at most 64 KiB a time; a file
+    /// that shrank (truncated by that user) is read from its start again.
+    func newRecords(_ host: String, state: inout BackupHostState) -> [GateRecord] {
+        let path = dir + "/hosts/\(host)/log/pushes"
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return [] }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return [] }
+        if st.st_size < state.offset { state.offset = 0 }
+        var buf = [UInt8](repeating: 0, count: 65536)
+        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(state.offset)) }
+        guard n > 0 else { return [] }
+        // Whole lines only; a line being written stays for the next time.
+        guard let lastNewline = buf[0..<n].lastIndex(of: 10) else { return [] }
+        state.offset += Int64(lastNewline + 1)
+        return GateRecord.parse(String(decoding: buf[0...lastNewline], as: UTF8.self))
+    }
+
+    /// The periodic work, for every host: summaries of new transfers (event + log line),
+    /// a snapshot after a successful push, retention, quota and freshness alerts. Run by
+    /// `jailctl backup check` and by the supervisor.
+    public func periodic(now: Double = wallClock()) throws {
+        for h in try hosts() {
+            var s = loadState(h.name)
+            for r in newRecords(h.name, state: &s) {
+                let seconds = max(0, r.end - r.start)
+                let usage = Self.usage(of: [current(h.name)])
+                if r.pull {
+                    try record("backup-pull", "host \(h.name) exit \(r.exit) seconds \(String(format: "%.1f", seconds))")
+                    continue
+                }
+                s.lastPushEnd = r.end
+                s.lastPushExit = r.exit
+                s.lastPushSeconds = seconds
+                s.bytes = usage.bytes
+                s.files = usage.files
+                // 24: some source files vanished during the transfer; the rest arrived.
+                if r.exit == 0 || r.exit == 24 {
+                    s.lastSuccess = r.end
+                    s.snapshotDue = true
+                    s.staleAlerted = false
+                }
+                try record("backup-push", "host \(h.name) exit \(r.exit) seconds \(String(format: "%.1f", seconds)) bytes \(usage.bytes) files \(usage.files)")
+            }
+            if s.snapshotDue {
+                let name = try snapshot(h.name, now: now)
+                s.lastSnapshot = name
+                s.snapshotDue = false
+            }
+            try applyRetention(h.name)
+            try checkQuota(h.name, state: &s)
+            let since = s.lastSuccess ?? h.addedAt
+            if now - since > spec.maxAge && !s.staleAlerted {
+                s.staleAlerted = true
+                let when = s.lastSuccess.map { "last successful push \(Self.stamp($0))" } ?? "no successful push since it was added"
+                try alert("backup-stale", "host \(h.name): \(when), more than \(Int(spec.maxAge))s ago")
+            }
+            try saveState(h.name, s)
+        }
+    }
+
+    func checkQuota(_ host: String, state s: inout BackupHostState) throws {
+        let flag = dir + "/hosts/\(host)/QUOTA-EXCEEDED"
+        guard let quota = spec.quota else {
+            try FS.removeTree(flag)
+            return
+        }
+        let used = Self.usage(of: [current(host)]).bytes
+        if used > Int64(clamping: quota) {
+            let text = "host \(host) uses \(used) bytes, over its quota of \(quota); pushes are refused until it is under (delete files with a push of a smaller tree is refused too: ask the backup server's admin)\n"
+            try fileAt(flag, text, owner: try ids().root, mode: 0o644)
+            if !s.quotaAlerted {
+                s.quotaAlerted = true
+                try alert("backup-quota", "host \(host) uses \(used) bytes, quota \(quota)")
+            }
+        } else {
+            try FS.removeTree(flag)
+            s.quotaAlerted = false
+        }
+    }
+
+    /// Copies current/ into snapshots/NAME/STAMP: unchanged files hard-linked to the
+    /// previous snapshot, changed ones copied, never linked to current/ (the client owns
+    /// those inodes and could change them in place). The copy runs as the jail's backup
+    /// uid without privileges, so it reads nothing that user could not read.
+    @discardableResult
+    public func snapshot(_ host: String, now: Double = wallClock()) throws -> String {
+        let (_, backup) = try ids()
+        let base = snapshots(host)
+        try dirAt(base, owner: backup, mode: 0o700)
+        var name = SnapshotStamp.name(at: now)
+        var n = 2
+        while FS.exists(base + "/" + name) {
+            name = SnapshotStamp.name(at: now) + "-\(n)"
+            n += 1
+        }
+        let previous = try FS.list(base).filter { SnapshotStamp($0) != nil }.max()
+        let tmp = base + "/.tmp-" + name
+        try FS.removeTree(tmp)
+        var argv = ["/usr/bin/setpriv", "--reuid=\(backup)", "--regid=\(backup)", "--clear-groups", "--no-new-privs",
+                    "--inh-caps=-all", "--bounding-set=-all", "/usr/bin/rsync", "-aH", "--numeric-ids"]
+        if let previous { argv.append("--link-dest=\(base)/\(previous)") }
+        argv += [current(host) + "/", tmp + "/"]
+        let started = monotonic()
+        let (status, out) = try HostCommand.run(argv)
+        guard status == 0 || status == 24 else {
+            try FS.removeTree(tmp)
+            throw JailError(.system, "snapshot of \(host) failed (rsync exit \(status)): \(out)")
+        }
+        try check("rename \(tmp)", rename(tmp, base + "/" + name))
+        try record("backup-snapshot", "host \(host) snapshot \(name) seconds \(String(format: "%.1f", monotonic() - started))")
+        return name
+    }
+
+    func applyRetention(_ host: String) throws {
+        let base = snapshots(host)
+        guard FS.isDirectory(base) else { return }
+        let policy = SnapshotRetention(daily: spec.keepDaily, weekly: spec.keepWeekly, monthly: spec.keepMonthly)
+        for old in policy.prune(try FS.list(base)) {
+            try FS.removeTree(base + "/" + old)
+            try record("backup-snapshot-pruned", "host \(host) snapshot \(old)")
+        }
+    }
+
+    public func status(now: Double = wallClock()) throws -> [BackupHostStatus] {
+        try hosts().map { h in
+            let s = loadState(h.name)
+            let snaps = ((try? FS.list(snapshots(h.name))) ?? []).filter { SnapshotStamp($0) != nil }
+            let cur = Self.usage(of: [current(h.name)])
+            let all = Self.usage(of: [current(h.name)] + snaps.map { snapshots(h.name) + "/" + $0 })
+            return BackupHostStatus(
+                host: h.name, fingerprint: h.fingerprint, lastSuccess: s.lastSuccess, lastPushExit: s.lastPushExit,
+                bytes: cur.bytes, files: cur.files, snapshots: snaps.count, lastSnapshot: snaps.max(),
+                diskBytes: all.disk, stale: now - (s.lastSuccess ?? h.addedAt) > spec.maxAge,
+                overQuota: FS.exists(dir + "/hosts/\(h.name)/QUOTA-EXCEEDED"))
+        }
+    }
+
+    /// Sizes of regular files (bytes), their count, and blocks in use (disk), each inode
+    /// once. Never follows a symlink: these trees are the clients'.
+    static func usage(of roots: [String]) -> (bytes: Int64, files: Int, disk: Int64) {
+        var seen: Set<[UInt64]> = []
+        var bytes: Int64 = 0, files = 0, disk: Int64 = 0
+        func walk(_ path: String) {
+            var st = stat()
+            guard lstat(path, &st) == 0 else { return }
+            let fresh = seen.insert([UInt64(st.st_dev), UInt64(st.st_ino)]).inserted
+            if fresh { disk += Int64(st.st_blocks) * 512 }
+            switch st.st_mode & S_IFMT {
+            case S_IFREG:
+                if fresh {
+                    bytes += Int64(st.st_size)
+                    files += 1
+                }
+            case S_IFDIR:
+                guard fresh else { return }
+                for name in (try? FS.list(path)) ?? [] { walk(path + "/" + name) }
+            default: break
+            }
+        }
+        for r in roots { walk(r) }
+        return (bytes, files, disk)
+    }
+}
