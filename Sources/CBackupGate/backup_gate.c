@@ -305,7 +305,9 @@ int bg_plan_command(const char *host, const char *command, struct bg_plan *plan,
     /* Forced: received symlinks are stored unusable (and given back as they were on a
      * restore); no device or special file is made; operator paths (filter merge files
      * named over the protocol) cannot resolve outside the area. */
-    if (add(plan, "--munge-links") || add(plan, "--confine-root=%s", base)) goto nomem;
+    /* --fake-super: owners, groups, devices and modes the backup user cannot set are
+     * kept in xattrs (user.rsync.%stat) and given back on a restore. */
+    if (add(plan, "--munge-links") || add(plan, "--confine-root=%s", base) || add(plan, "--fake-super")) goto nomem;
     if (!plan->sender && add(plan, "--drop-D")) goto nomem;
     if (add(plan, "--") || add(plan, ".")) goto nomem;
     if (!plan->sender) {

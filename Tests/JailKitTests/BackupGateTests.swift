@@ -28,7 +28,7 @@ struct BackupGateTests {
     @Test func pushOfRsyncArchiveDeleteGoesToTheHostsCurrent() throws {
         let argv = try plan("rsync --server -logDtpre.iLsfxCIvu --delete . .").get()
         #expect(argv == ["/usr/bin/rsync", "--server", "-logDtpre.iLsfxCIvu", "--delete", "--munge-links",
-                         "--confine-root=/backups/web1/current", "--drop-D", "--", ".", "/backups/web1/current/"])
+                         "--confine-root=/backups/web1/current", "--fake-super", "--drop-D", "--", ".", "/backups/web1/current/"])
         // -z, -H, --stats, --numeric-ids, -v; and "current/" as the destination.
         let full = try plan("rsync --server -vlHogDtprze.iLsfxCIvu --delete --stats --numeric-ids . current/").get()
         #expect(full.last == "/backups/web1/current/")
@@ -36,8 +36,8 @@ struct BackupGateTests {
     }
 
     @Test func pullReadsOnlyTheHostsOwnCurrentOrSnapshots() throws {
-        #expect(try plan("rsync --server --sender -logDtpre.iLsfxCIvu . current/").get().suffix(4)
-                == ["--confine-root=/backups/web1/current", "--", ".", "/backups/web1/current/"])
+        #expect(try plan("rsync --server --sender -logDtpre.iLsfxCIvu . current/").get().suffix(5)
+                == ["--confine-root=/backups/web1/current", "--fake-super", "--", ".", "/backups/web1/current/"])
         #expect(try plan("rsync --server --sender -logDtpre.iLsfxCIvu . .").get().last == "/backups/web1/current/")
         #expect(try plan("rsync --server --sender -logDtpre.iLsfxCIvu . current/etc/a\\ b").get().last
                 == "/backups/web1/current/etc/a b")

@@ -156,7 +156,8 @@ extension BackupManager {
     /// Copies current/ into snapshots/NAME/STAMP: unchanged files hard-linked to the
     /// previous snapshot, changed ones copied, never linked to current/ (the client owns
     /// those inodes and could change them in place). The copy runs as the jail's backup
-    /// uid without privileges, so it reads nothing that user could not read.
+    /// uid without privileges, so it reads nothing that user could not read; -X carries
+    /// the owners and modes the gate's --fake-super keeps in xattrs.
     @discardableResult
     public func snapshot(_ host: String, now: Double = wallClock()) throws -> String {
         let (_, backup) = try ids()
@@ -172,7 +173,7 @@ extension BackupManager {
         let tmp = base + "/.tmp-" + name
         try FS.removeTree(tmp)
         var argv = ["/usr/bin/setpriv", "--reuid=\(backup)", "--regid=\(backup)", "--clear-groups", "--no-new-privs",
-                    "--inh-caps=-all", "--bounding-set=-all", "/usr/bin/rsync", "-aH", "--numeric-ids"]
+                    "--inh-caps=-all", "--bounding-set=-all", "/usr/bin/rsync", "-aHX", "--numeric-ids"]
         if let previous { argv.append("--link-dest=\(base)/\(previous)") }
         argv += [current(host) + "/", tmp + "/"]
         let started = monotonic()
