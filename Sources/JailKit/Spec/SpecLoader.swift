@@ -30,6 +30,10 @@ public enum SpecLoader {
             return (set, diagnostics)
         }
 
+        let (host, hostDiagnostics) = loadHost(directory: directory)
+        diagnostics += hostDiagnostics
+        set.host = host ?? HostSettings()
+
         // Every image file counts as existing for the cross-file check, even a broken one:
         // its own diagnostics explain it, and "missing image" on top would mislead.
         var imageNames = Set<String>()
@@ -103,6 +107,23 @@ public enum SpecLoader {
     }
 
     // MARK: single files
+
+    /// `directory/jailctl.toml`: the defaults when the file is absent, nil when it has errors.
+    public static func loadHost(directory: String) -> (HostSettings?, [SpecDiagnostic]) {
+        let file = join(directory, HostSettings.fileName)
+        guard FileManager.default.fileExists(atPath: file) else { return (HostSettings(), []) }
+        var diagnostics: [SpecDiagnostic] = []
+        guard let source = read(file, into: &diagnostics) else { return (nil, diagnostics) }
+        return parseHost(source: source, file: file)
+    }
+
+    public static func parseHost(source: String, file: String) -> (HostSettings?, [SpecDiagnostic]) {
+        var context = SpecContext(file: file, map: TOMLSourceMap(source: source), hostChecks: false)
+        guard let table = parseDocument(source, context: &context) else { return (nil, sorted(context.diagnostics)) }
+        var host = HostSettings()
+        context.decode(table, at: .root, fields: HostSchema.fields, into: &host, what: HostSettings.fileName)
+        return (context.hasErrors ? nil : host, sorted(context.diagnostics))
+    }
 
     public static func parseImage(
         source: String, file: String, name: String, hostChecks: Bool = true
