@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Glibc
 import JailKit
+import Logging
 
 /// `jailctl backup ...`: the hosts of a backup jail, their state, and its periodic work.
 struct Backup: ParsableCommand {
@@ -120,7 +121,13 @@ struct BackupCheck: ParsableCommand {
     @OptionGroup var options: BackupOptions
 
     func run() throws {
-        try guarded { try options.backup().periodic() }
+        try guarded {
+            let b = try options.backup()
+            let notifier = Notifier(state: b.manager.state, command: b.manager.host.notify, logger: Logger(label: "jailctl.backup"))
+            b.notifier = notifier
+            defer { notifier.wait() }
+            try b.periodic()
+        }
     }
 }
 
@@ -136,4 +143,12 @@ struct BackupSnapshot: ParsableCommand {
             print("\(name): snapshot \(try b.snapshot(name))")
         }
     }
+}
+
+/// This executable's path, for the supervisor's `backup check` children.
+func selfExecutable() -> String {
+    var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+    guard n > 0 else { return "/usr/local/bin/jailctl" }
+    return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }

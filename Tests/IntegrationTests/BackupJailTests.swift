@@ -1,4 +1,5 @@
 import Glibc
+import Logging
 import Testing
 
 @testable import JailKit
@@ -24,8 +25,15 @@ final class BackupWorld {
         self.dir = dir
         tag = "jt" + String(UInt32.random(in: 0..<(1 << 20)), radix: 16)
         let specs = dir.path + "/specs", area = dir.path + "/area"
-        manager = try JailManager(root: StateRoot(path: dir.path + "/state"), specsDirectory: specs)
         try FS.mkdirs(specs + "/Images")
+        // A pool of the tests' own; alerts land in a file through the notify command.
+        try FS.writeAtomically(specs + "/jailctl.toml", """
+            [network]
+            pool = "10.89.0.0/24"
+            [supervisor]
+            notify = ["/bin/sh", "-c", "echo \\"$JAILCTL_EVENT $JAILCTL_JAIL\\" >> \(dir.path)/notified"]
+            """)
+        manager = try JailManager(root: StateRoot(path: dir.path + "/state"), specsDirectory: specs)
         try FS.mkdirs(specs + "/Jails")
         try FS.writeAtomically(specs + "/Images/backup.toml", try FS.readText(Self.repo + "/Images/backup.toml"))
         let jail = try FS.readText(Self.repo + "/Jails/backup.toml")
@@ -113,7 +121,8 @@ final class BackupWorld {
 
     func startDaemon() throws {
         let log = dir.path + "/daemon.log"
-        let env = ["JAILCTL_ROOT=\(manager.root.path)", "JAILCTL_SPECS=\(specs)", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
+        let env = ["JAILCTL_ROOT=\(manager.root.path)", "JAILCTL_SPECS=\(specs)", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                   "JAILCTL_BACKUP_INTERVAL=0.5"]
         daemon = try spawn(["/usr/bin/nsenter", "--net=/run/netns/\(hostNS)", CLITests.binary, "daemon"], env: env, appendTo: log)
         let deadline = monotonic() + 10
         while Supervisor.ask(manager.root, "ping") == nil {
@@ -337,6 +346,8 @@ struct BackupJailTests {
 
         // --- sshd killed: the supervisor restarts it, same host key, next push works -------
         try w.startDaemon()
+        let snapshotEvents = { try w.manager.state.events(jail: "backup", limit: 1000).filter { $0.kind == "backup-snapshot" }.count }
+        let snapshotsBefore = try snapshotEvents()
         let pid1 = try #require(try w.manager.state.jail("backup")).pid
         kill(pid1, SIGKILL)
         let deadline = monotonic() + 15
@@ -353,6 +364,11 @@ struct BackupJailTests {
             usleep(100_000)
         }
         #expect(pushed.0 == 0, "push after restart (host key pinned): \(pushed.1)")
+        // The supervisor's own backup check turns that push into a summary and a snapshot.
+        // (Retention then keeps the newest of today's, so count the events, not the trees.)
+        let snapshotted = monotonic() + 15
+        while try snapshotEvents() == snapshotsBefore && monotonic() < snapshotted { usleep(100_000) }
+        #expect(try snapshotEvents() == snapshotsBefore + 1, "no snapshot from the supervisor's backup check: \((try? FS.readText(w.dir.path + "/daemon.log")) ?? "")")
     }
 
     /// Freshness and quota through the trusted side's periodic work, with a test clock.
@@ -361,24 +377,28 @@ struct BackupJailTests {
         defer { w.cleanUp() }
         let k = w.key("old")
         #expect(w.jailctl("backup add-host old --key \(k).pub").0 == 0)
+        let notifier = Notifier(state: w.manager.state, command: w.manager.host.notify, logger: Logger(label: "test"))
+        func notified() -> [String] {
+            notifier.wait()
+            return ((try? FS.readText(w.dir.path + "/notified")) ?? "").split(separator: "\n").map(String.init)
+        }
         var b = try BackupManager.forJail("backup", manager: w.manager)
-        var alerts: [String] = []
-        b.notify = { kind, _ in alerts.append(kind) }
+        b.notifier = notifier
         try b.periodic()
-        #expect(alerts.isEmpty)
+        #expect(notified().isEmpty)
         try b.periodic(now: wallClock() + b.spec.maxAge + 60)
         try b.periodic(now: wallClock() + b.spec.maxAge + 120)
-        #expect(alerts == ["backup-stale"])
+        #expect(notified() == ["backup-stale backup"])
         #expect(try w.manager.state.events(jail: "backup").filter { $0.kind == "backup-stale" }.count == 1)
         // Over quota: the flag the gate reads appears (and an alert, once); under it, gone.
         #expect(w.sh(nil, "head -c 3000 /dev/zero > \(b.current("old"))/blob").0 == 0)
         var spec = b.spec
         spec.quota = 1000
         b = BackupManager(jail: "backup", spec: spec, manager: w.manager)
-        b.notify = { kind, _ in alerts.append(kind) }
+        b.notifier = notifier
         try b.periodic()
         try b.periodic()
-        #expect(alerts == ["backup-stale", "backup-quota"])
+        #expect(notified() == ["backup-stale backup", "backup-quota backup"])
         #expect(FS.exists(w.area + "/hosts/old/QUOTA-EXCEEDED"))
         #expect(try b.status().first?.overQuota == true)
         spec.quota = 1 << 20

@@ -94,6 +94,15 @@ extension BackupManager {
     /// a snapshot after a successful push, retention, quota and freshness alerts. Run by
     /// `jailctl backup check` and by the supervisor.
     public func periodic(now: Double = wallClock()) throws {
+        // One run at a time per area (the supervisor's and a `jailctl backup check`).
+        let lockPath = stateDir + "/lock"
+        let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard lock >= 0 else { throw SystemError("open \(lockPath)") }
+        defer { close(lock) }
+        guard flock(lock, LOCK_EX | LOCK_NB) == 0 else {
+            logger.info("backup \(jail): periodic work already running; skipped")
+            return
+        }
         for h in try hosts() {
             var s = loadState(h.name)
             for r in newRecords(h.name, state: &s) {

@@ -22,10 +22,11 @@ import Logging
 public final class BackupManager {
     public let jail: String
     public let spec: BackupSpec
-    let manager: JailManager
+    public let manager: JailManager
     let logger: Logger
-    /// Called for each alert after its event is recorded (the supervisor's notify).
-    public var notify: ((_ kind: String, _ detail: String) -> Void)?
+    /// Alerts (stale host, over quota) go through it: an event and jailctl.toml's notify
+    /// command. Without one, an alert is only an event.
+    public var notifier: Notifier?
 
     public init(jail: String, spec: BackupSpec, manager: JailManager, logger: Logger = Logger(label: "jailctl.backup")) {
         self.jail = jail
@@ -233,8 +234,9 @@ public final class BackupManager {
     }
 
     func alert(_ kind: String, _ detail: String) throws {
-        try record(kind, detail)
-        notify?(kind, detail)
+        guard let notifier else { return try record(kind, detail) }
+        notifier.alert(kind: kind, jail: jail, detail: detail)
+        appendLog("backup: \(kind) \(detail)")
     }
 
     /// A line in the jail's log, stamped like the monitor's lines. O_APPEND keeps it whole
