@@ -34,7 +34,7 @@ let package = Package(
         .executableTarget(
             name: "jailctl-backup-gate", dependencies: ["CBackupGate"],
             cSettings: [.unsafeFlags(["-O2", "-Wall", "-Wextra", "-Werror"])],
-            linkerSettings: [.unsafeFlags(["-static-executable"])]),
+            linkerSettings: [.unsafeFlags(["-static-executable", "-Xlinker", "--gc-sections", "-Xlinker", "--strip-all"])]),
         .target(
             name: "JailKit",
             dependencies: [
