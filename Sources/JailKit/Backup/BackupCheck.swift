@@ -84,8 +84,12 @@ extension BackupManager {
         var buf = [UInt8](repeating: 0, count: 65536)
         let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(state.offset)) }
         guard n > 0 else { return [] }
-        // Whole lines only; a line being written stays for the next time.
-        guard let lastNewline = buf[0..<n].lastIndex(of: 10) else { return [] }
+        // Whole lines only; a line being written stays for the next time. A full buffer
+        // without a newline is garbage: skipped, so it cannot stall the reading.
+        guard let lastNewline = buf[0..<n].lastIndex(of: 10) else {
+            if n == buf.count { state.offset += Int64(n) }
+            return []
+        }
         state.offset += Int64(lastNewline + 1)
         return GateRecord.parse(String(decoding: buf[0...lastNewline], as: UTF8.self))
     }
@@ -94,6 +98,8 @@ extension BackupManager {
     /// a snapshot after a successful push, retention, quota and freshness alerts. Run by
     /// `jailctl backup check` and by the supervisor.
     public func periodic(now: Double = wallClock()) throws {
+        // Nothing to do before the area exists (no `up`, no host yet).
+        guard FS.isDirectory(stateDir) else { return }
         // One run at a time per area (the supervisor's and a `jailctl backup check`).
         let lockPath = stateDir + "/lock"
         let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
@@ -104,41 +110,55 @@ extension BackupManager {
             return
         }
         for h in try hosts() {
-            var s = loadState(h.name)
-            for r in newRecords(h.name, state: &s) {
-                let seconds = max(0, r.end - r.start)
-                let usage = Self.usage(of: [current(h.name)])
-                if r.pull {
-                    try record("backup-pull", "host \(h.name) exit \(r.exit) seconds \(String(format: "%.1f", seconds))")
-                    continue
-                }
-                s.lastPushEnd = r.end
-                s.lastPushExit = r.exit
-                s.lastPushSeconds = seconds
-                s.bytes = usage.bytes
-                s.files = usage.files
-                // 24: some source files vanished during the transfer; the rest arrived.
-                if r.exit == 0 || r.exit == 24 {
-                    s.lastSuccess = r.end
-                    s.snapshotDue = true
-                    s.staleAlerted = false
-                }
-                try record("backup-push", "host \(h.name) exit \(r.exit) seconds \(String(format: "%.1f", seconds)) bytes \(usage.bytes) files \(usage.files)")
+            // One host's trouble (a failing snapshot) must not stop the others' work.
+            do {
+                try periodic(host: h, now: now)
+            } catch {
+                logger.error("backup \(jail): host \(h.name): \(error)")
+                try record("backup-error", "host \(h.name): \(error)")
             }
-            if s.snapshotDue {
-                let name = try snapshot(h.name, now: now)
-                s.lastSnapshot = name
-                s.snapshotDue = false
+        }
+    }
+
+    func periodic(host h: BackupHost, now: Double) throws {
+        var s = loadState(h.name)
+        defer {
+            do { try saveState(h.name, s) } catch { logger.error("backup \(jail): saving the state of \(h.name): \(error)") }
+        }
+        let records = newRecords(h.name, state: &s)
+        let usage = records.isEmpty ? nil : Self.usage(of: [current(h.name)])
+        for r in records {
+            let seconds = String(format: "%.1f", max(0, r.end - r.start))
+            if r.pull {
+                try record("backup-pull", "host \(h.name) exit \(r.exit) seconds \(seconds)")
+                continue
             }
-            try applyRetention(h.name)
-            try checkQuota(h.name, state: &s)
-            let since = s.lastSuccess ?? h.addedAt
-            if now - since > spec.maxAge && !s.staleAlerted {
-                s.staleAlerted = true
-                let when = s.lastSuccess.map { "last successful push \(Self.stamp($0))" } ?? "no successful push since it was added"
-                try alert("backup-stale", "host \(h.name): \(when), more than \(Int(spec.maxAge))s ago")
+            s.lastPushEnd = r.end
+            s.lastPushExit = r.exit
+            s.lastPushSeconds = max(0, r.end - r.start)
+            s.bytes = usage?.bytes ?? s.bytes
+            s.files = usage?.files ?? s.files
+            // 24: some source files vanished during the transfer; the rest arrived.
+            if r.exit == 0 || r.exit == 24 {
+                s.lastSuccess = r.end
+                s.snapshotDue = true
+                s.staleAlerted = false
             }
-            try saveState(h.name, s)
+            try record("backup-push", "host \(h.name) exit \(r.exit) seconds \(seconds) bytes \(s.bytes) files \(s.files)")
+        }
+        if s.snapshotDue {
+            // Tried once per successful push: a failure is an event, and the next push
+            // tries again (no event every minute for one broken tree).
+            s.snapshotDue = false
+            s.lastSnapshot = try snapshot(h.name, now: now)
+        }
+        try applyRetention(h.name)
+        try checkQuota(h.name, state: &s)
+        let since = s.lastSuccess ?? h.addedAt
+        if now - since > spec.maxAge && !s.staleAlerted {
+            s.staleAlerted = true
+            let when = s.lastSuccess.map { "last successful push \(Self.stamp($0))" } ?? "no successful push since it was added"
+            try alert("backup-stale", "host \(h.name): \(when), more than \(Int(spec.maxAge))s ago")
         }
     }
 
