@@ -123,7 +123,7 @@ struct BackupCheck: ParsableCommand {
     func run() throws {
         try guarded {
             let b = try options.backup()
-            let notifier = Notifier(state: b.manager.state, command: b.manager.host.notify, logger: Logger(label: "jailctl.backup"))
+            let notifier = Notifier(state: b.manager.state, command: b.manager.host.notify, kinds: b.manager.host.notifyEvents, logger: Logger(label: "jailctl.backup"))
             b.notifier = notifier
             defer { notifier.wait() }
             try b.periodic()

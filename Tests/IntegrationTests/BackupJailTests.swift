@@ -377,7 +377,7 @@ struct BackupJailTests {
         defer { w.cleanUp() }
         let k = w.key("old")
         #expect(w.jailctl("backup add-host old --key \(k).pub").0 == 0)
-        let notifier = Notifier(state: w.manager.state, command: w.manager.host.notify, logger: Logger(label: "test"))
+        let notifier = Notifier(state: w.manager.state, command: w.manager.host.notify, kinds: w.manager.host.notifyEvents, logger: Logger(label: "test"))
         func notified() -> [String] {
             notifier.wait()
             return ((try? FS.readText(w.dir.path + "/notified")) ?? "").split(separator: "\n").map(String.init)
