@@ -408,4 +408,37 @@ struct BackupJailTests {
         let (code, out) = w.jailctl("backup status --json")
         #expect(code == 0 && out.contains("\"host\" : \"old\"") && out.contains("\"stale\" : false"), "\(out)")
     }
+
+    /// The jail's root (a broken-into sshd) can put symlinks anywhere in hosts/, which is
+    /// writable in the jail: the trusted side, root on the host, must follow none of them
+    /// (no chown, chmod, write, read or removal through a link).
+    @Test func trustedSideFollowsNoLinkPlantedInHosts() throws {
+        let w = try BackupWorld()
+        defer { w.cleanUp() }
+        let k = w.key("victim")
+        #expect(w.jailctl("backup add-host victim --key \(k).pub").0 == 0)
+        let outside = w.dir.path + "/outside"
+        #expect(w.sh(nil, "mkdir -m 700 \(outside) && echo keep > \(outside)/file && mkdir -m 700 \(outside)/current \(outside)/log").0 == 0)
+        let before = w.sh(nil, "stat -c '%u %g %a %n' \(outside) \(outside)/* && cat \(outside)/file").1
+        var spec = try BackupManager.forJail("backup", manager: w.manager).spec
+        spec.quota = 1
+        let b = BackupManager(jail: "backup", spec: spec, manager: w.manager)
+        // hosts/victim itself replaced by a link to a host directory.
+        #expect(w.sh(nil, "rm -rf \(w.area)/hosts/victim && ln -s \(outside) \(w.area)/hosts/victim").0 == 0)
+        #expect(throws: (any Error).self) { try b.prepare() }
+        try b.periodic()
+        _ = try b.status()
+        #expect(throws: (any Error).self) { try b.snapshot("victim") }
+        try b.removeHost("victim", purge: true)
+        #expect(w.sh(nil, "stat -c '%u %g %a %n' \(outside) \(outside)/* && cat \(outside)/file").1 == before)
+        #expect(!FS.exists(outside + "/QUOTA-EXCEEDED"))
+        #expect(try w.manager.state.events(jail: "backup").contains { $0.kind == "backup-error" })
+        // current/ replaced by a link: the same.
+        #expect(w.jailctl("backup add-host victim --key \(k).pub").0 == 0)
+        #expect(w.sh(nil, "rm -rf \(w.area)/hosts/victim/current && ln -s \(outside) \(w.area)/hosts/victim/current").0 == 0)
+        #expect(throws: (any Error).self) { try b.prepare() }
+        #expect(throws: (any Error).self) { try b.snapshot("victim") }
+        #expect(try b.status().first?.files == 0)
+        #expect(w.sh(nil, "stat -c '%u %g %a %n' \(outside) \(outside)/* && cat \(outside)/file").1 == before)
+    }
 }

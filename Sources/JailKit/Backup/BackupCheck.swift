@@ -74,8 +74,9 @@ extension BackupManager {
     /// opened without following links, only a regular file, at most 64 KiB a time; a file
     /// that shrank (truncated by that user) is read from its start again.
     func newRecords(_ host: String, state: inout BackupHostState) -> [GateRecord] {
-        let path = dir + "/hosts/\(host)/log/pushes"
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard let logFd = try? AreaFS.openDir(dir + "/hosts", [host, "log"]) else { return [] }
+        defer { close(logFd) }
+        let fd = openat(logFd, "pushes", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { return [] }
         defer { close(fd) }
         var st = stat()
@@ -126,7 +127,7 @@ extension BackupManager {
             do { try saveState(h.name, s) } catch { logger.error("backup \(jail): saving the state of \(h.name): \(error)") }
         }
         let records = newRecords(h.name, state: &s)
-        let usage = records.isEmpty ? nil : Self.usage(of: [current(h.name)])
+        let usage = records.isEmpty ? nil : usage(h.name)
         for r in records {
             let seconds = String(format: "%.1f", max(0, r.end - r.start))
             if r.pull {
@@ -163,23 +164,36 @@ extension BackupManager {
     }
 
     func checkQuota(_ host: String, state s: inout BackupHostState) throws {
+        let hostFd = try AreaFS.openDir(dir + "/hosts", [host])
+        defer { close(hostFd) }
         let flag = dir + "/hosts/\(host)/QUOTA-EXCEEDED"
-        guard let quota = spec.quota else {
-            try FS.removeTree(flag)
-            return
-        }
-        let used = Self.usage(of: [current(host)]).bytes
+        guard let quota = spec.quota else { return try AreaFS.remove(hostFd, "QUOTA-EXCEEDED", path: flag) }
+        let used = usage(host).bytes
         if used > Int64(clamping: quota) {
-            let text = "host \(host) uses \(used) bytes, over its quota of \(quota); pushes are refused until it is under (delete files with a push of a smaller tree is refused too: ask the backup server's admin)\n"
-            try fileAt(flag, text, owner: try ids().root, mode: 0o644)
+            let text = "host \(host) uses \(used) bytes, over its quota of \(quota) bytes; pushes are refused until it is under (ask the backup server's admin)\n"
+            try AreaFS.writeFile(hostFd, "QUOTA-EXCEEDED", text, owner: try ids().root, mode: 0o644, path: flag)
             if !s.quotaAlerted {
                 s.quotaAlerted = true
                 try alert("backup-quota", "host \(host) uses \(used) bytes, quota \(quota)")
             }
         } else {
-            try FS.removeTree(flag)
+            try AreaFS.remove(hostFd, "QUOTA-EXCEEDED", path: flag)
             s.quotaAlerted = false
         }
+    }
+
+    /// Usage of a host's current/ and, with `snapshots`, of those snapshots too.
+    func usage(_ host: String, snapshots snaps: [String] = []) -> (bytes: Int64, files: Int, disk: Int64) {
+        var seen: Set<[UInt64]> = []
+        var total: (bytes: Int64, files: Int, disk: Int64) = (0, 0, 0)
+        let trees = [(dir + "/hosts", [host, "current"])] + snaps.map { (dir + "/snapshots", [host, $0]) }
+        for (base, components) in trees {
+            guard let fd = try? AreaFS.openDir(base, components) else { continue }
+            defer { close(fd) }
+            let u = AreaFS.usage(fd, seen: &seen)
+            total = (total.bytes + u.bytes, total.files + u.files, total.disk + u.disk)
+        }
+        return total
     }
 
     /// Copies current/ into snapshots/NAME/STAMP: unchanged files hard-linked to the
@@ -204,7 +218,14 @@ extension BackupManager {
         var argv = ["/usr/bin/setpriv", "--reuid=\(backup)", "--regid=\(backup)", "--clear-groups", "--no-new-privs",
                     "--inh-caps=-all", "--bounding-set=-all", "/usr/bin/rsync", "-aHX", "--numeric-ids"]
         if let previous { argv.append("--link-dest=\(base)/\(previous)") }
-        argv += [current(host) + "/", tmp + "/"]
+        // current/ is handed over as a descriptor opened without following links (the
+        // jail's root could have put one at hosts/NAME), inherited by rsync.
+        let currentFd = try AreaFS.openDir(dir + "/hosts", [host, "current"])
+        defer { close(currentFd) }
+        let inherited = fcntl(currentFd, F_DUPFD, 3)
+        guard inherited >= 0 else { throw SystemError("dup \(current(host))") }
+        defer { close(inherited) }
+        argv += ["/proc/self/fd/\(inherited)/", tmp + "/"]
         let started = monotonic()
         let (status, out) = try HostCommand.run(argv)
         guard status == 0 || status == 24 else {
@@ -230,39 +251,17 @@ extension BackupManager {
         try hosts().map { h in
             let s = loadState(h.name)
             let snaps = ((try? FS.list(snapshots(h.name))) ?? []).filter { SnapshotStamp($0) != nil }
-            let cur = Self.usage(of: [current(h.name)])
-            let all = Self.usage(of: [current(h.name)] + snaps.map { snapshots(h.name) + "/" + $0 })
+            let cur = usage(h.name)
+            let all = usage(h.name, snapshots: snaps)
+            let flag = (try? AreaFS.openDir(dir + "/hosts", [h.name])).map { fd in
+                defer { close(fd) }
+                var st = stat()
+                return fstatat(fd, "QUOTA-EXCEEDED", &st, AT_SYMLINK_NOFOLLOW) == 0
+            } ?? false
             return BackupHostStatus(
                 host: h.name, fingerprint: h.fingerprint, lastSuccess: s.lastSuccess, lastPushExit: s.lastPushExit,
                 bytes: cur.bytes, files: cur.files, snapshots: snaps.count, lastSnapshot: snaps.max(),
-                diskBytes: all.disk, stale: now - (s.lastSuccess ?? h.addedAt) > spec.maxAge,
-                overQuota: FS.exists(dir + "/hosts/\(h.name)/QUOTA-EXCEEDED"))
+                diskBytes: all.disk, stale: now - (s.lastSuccess ?? h.addedAt) > spec.maxAge, overQuota: flag)
         }
-    }
-
-    /// Sizes of regular files (bytes), their count, and blocks in use (disk), each inode
-    /// once. Never follows a symlink: these trees are the clients'.
-    static func usage(of roots: [String]) -> (bytes: Int64, files: Int, disk: Int64) {
-        var seen: Set<[UInt64]> = []
-        var bytes: Int64 = 0, files = 0, disk: Int64 = 0
-        func walk(_ path: String) {
-            var st = stat()
-            guard lstat(path, &st) == 0 else { return }
-            let fresh = seen.insert([UInt64(st.st_dev), UInt64(st.st_ino)]).inserted
-            if fresh { disk += Int64(st.st_blocks) * 512 }
-            switch st.st_mode & S_IFMT {
-            case S_IFREG:
-                if fresh {
-                    bytes += Int64(st.st_size)
-                    files += 1
-                }
-            case S_IFDIR:
-                guard fresh else { return }
-                for name in (try? FS.list(path)) ?? [] { walk(path + "/" + name) }
-            default: break
-            }
-        }
-        for r in roots { walk(r) }
-        return (bytes, files, disk)
     }
 }

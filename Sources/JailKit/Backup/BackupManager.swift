@@ -97,10 +97,15 @@ public final class BackupManager {
         try check("chmod \(key)", chmod(key, 0o600))
         try check("chown \(key).pub", chown(key + ".pub", jroot, jroot))
         let hosts = try self.hosts()
+        // hosts/ is writable inside the jail: no path below it is followed (AreaFS).
+        let hostsFd = try AreaFS.openDir(dir, ["hosts"])
+        defer { close(hostsFd) }
         for h in hosts {
-            try dirAt(dir + "/hosts/\(h.name)", owner: jroot, mode: 0o755)
-            try dirAt(current(h.name), owner: backup, mode: 0o755)
-            try dirAt(dir + "/hosts/\(h.name)/log", owner: backup, mode: 0o700)
+            try AreaFS.ensureDir(hostsFd, h.name, owner: jroot, mode: 0o755, path: dir + "/hosts/" + h.name)
+            let hostFd = try AreaFS.openDir(dir + "/hosts", [h.name])
+            defer { close(hostFd) }
+            try AreaFS.ensureDir(hostFd, "current", owner: backup, mode: 0o755, path: current(h.name))
+            try AreaFS.ensureDir(hostFd, "log", owner: backup, mode: 0o700, path: dir + "/hosts/\(h.name)/log")
             // The copier runs as the backup uid and writes here; the jail sees it read-only.
             try dirAt(snapshots(h.name), owner: backup, mode: 0o700)
         }
@@ -214,7 +219,9 @@ public final class BackupManager {
         try check("unlink", unlink(keysDir + "/\(name).json"))
         try prepare()
         if purge {
-            try FS.removeTree(dir + "/hosts/\(name)")
+            let hostsFd = try AreaFS.openDir(dir, ["hosts"])
+            defer { close(hostsFd) }
+            try AreaFS.remove(hostsFd, name, path: dir + "/hosts/" + name)
             try FS.removeTree(snapshots(name))
             try FS.removeTree(stateDir + "/\(name).json")
         }
