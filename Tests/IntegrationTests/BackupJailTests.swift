@@ -364,6 +364,28 @@ struct BackupJailTests {
             usleep(100_000)
         }
         #expect(pushed.0 == 0, "push after restart (host key pinned): \(pushed.1)")
+
+        // Removing a host ends the transfer its key is running: here a restore whose
+        // client never speaks (stdin a FIFO nobody writes), so the server's side waits.
+        let fifo = w.dir.path + "/idle.fifo"
+        let idle = try spawn(["/usr/bin/nsenter", "--net=/run/netns/\(w.tag)r1", "/bin/sh", "-c",
+                              "mkfifo \(fifo) && exec 3<>\(fifo) && exec \(w.ssh(web1)) \(server) 'rsync --server --sender -logDtpre.iLsfxCIvu . current/' <&3 >/dev/null"],
+                             env: ["PATH=/usr/bin:/bin", "HOME=\(w.dir.path)"], appendTo: w.dir.path + "/idle.log")
+        let gateUid = try backup.ids().backup
+        let sessionUp = monotonic() + 10
+        while monotonic() < sessionUp && !(((try? FS.list("/proc")) ?? []).contains { backup.isGate(Int32($0) ?? -1, host: "web1", uid: gateUid) }) {
+            usleep(50_000)
+        }
+        #expect(w.jailctl("backup remove-host web1").0 == 0)
+        var idleStatus: Int32 = 0
+        var ended = false
+        for _ in 0..<200 where !ended {
+            if waitpid(idle, &idleStatus, WNOHANG) == idle { ended = true } else { usleep(50_000) }
+        }
+        if !ended { kill(idle, SIGKILL); waitpid(idle, &idleStatus, 0) }
+        #expect(ended, "the removed host's session went on: \((try? FS.readText(w.dir.path + "/idle.log")) ?? "")")
+        let removals = try w.manager.state.events(jail: "backup", limit: 1000).filter { $0.kind == "backup-host-removed" }.map(\.detail)
+        #expect(removals.contains { $0.contains("web1") && $0.contains("running processes ended") }, "\(removals) \((try? FS.readText(w.dir.path + "/slow.log")) ?? "")")
         // The supervisor's own backup check turns that push into a summary and a snapshot.
         // (Retention then keeps the newest of today's, so count the events, not the trees.)
         let snapshotted = monotonic() + 15

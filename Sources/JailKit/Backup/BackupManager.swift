@@ -218,6 +218,8 @@ public final class BackupManager {
         }
         try check("unlink", unlink(keysDir + "/\(name).json"))
         try prepare()
+        // The key no longer logs in; a transfer it is running now ends too.
+        let ended = try endSessions(of: name)
         if purge {
             let hostsFd = try AreaFS.openDir(dir, ["hosts"])
             defer { close(hostsFd) }
@@ -225,7 +227,7 @@ public final class BackupManager {
             try FS.removeTree(snapshots(name))
             try FS.removeTree(stateDir + "/\(name).json")
         }
-        try record("backup-host-removed", "host \(name)\(purge ? ", data purged" : ", data kept")")
+        try record("backup-host-removed", "host \(name)\(purge ? ", data purged" : ", data kept")\(ended > 0 ? ", \(ended) running processes ended" : "")")
     }
 
     public static func validHost(_ name: String) -> Bool {
