@@ -463,4 +463,28 @@ struct BackupJailTests {
         #expect(try b.status().first?.files == 0)
         #expect(w.sh(nil, "stat -c '%u %g %a %n' \(outside) \(outside)/* && cat \(outside)/file").1 == before)
     }
+
+    /// After `down --purge` released the jail's uid range and another jail took it, the
+    /// next `up` leases a new one: the area's data follows, so the backup user can still
+    /// write its current/ and read its snapshots.
+    @Test func areaFollowsANewUidRange() throws {
+        let w = try BackupWorld()
+        defer { w.cleanUp() }
+        let k = w.key("moved")
+        #expect(w.jailctl("backup add-host moved --key \(k).pub").0 == 0)
+        let b = try BackupManager.forJail("backup", manager: w.manager)
+        let old = try b.ids()
+        #expect(w.sh(nil, "echo data > \(b.current("moved"))/f && chown \(old.backup):\(old.backup) \(b.current("moved"))/f && ln -s f \(b.current("moved"))/l && chown -h \(old.backup) \(b.current("moved"))/l").0 == 0)
+        try b.snapshot("moved")
+        try w.manager.state.releaseIdRange(for: "backup")
+        _ = try w.manager.state.idRange(for: "another")
+        try b.prepare()
+        let new = try b.ids()
+        #expect(new.root != old.root)
+        let owners = w.sh(nil, "stat -c '%u %g %n' \(b.current("moved")) \(b.current("moved"))/f \(w.area)/hosts \(w.area)/hosts/moved && stat -c '%u' \(b.snapshots("moved"))/*/f && find \(w.area)/hosts -printf '%U\\n' | sort -u").1
+        #expect(owners.contains("\(new.backup) \(new.backup) \(b.current("moved"))/f"), "\(owners)")
+        #expect(owners.contains("\(new.root) \(new.root) \(w.area)/hosts\n"), "\(owners)")
+        #expect(!owners.contains("\(old.backup)") && !owners.contains("\(old.root)"), "\(owners)")
+        #expect(w.sh(nil, "stat -c %u \(b.current("moved"))/l").1 == "\(new.backup)\n")
+    }
 }

@@ -140,4 +140,27 @@ enum AreaFS {
         }
         return total
     }
+
+    /// Moves every entry under the directory `fd` owned by an id of the range starting at
+    /// `from` to the same offset in the range starting at `to` (a backup jail whose uid
+    /// range changed after a `down --purge`). Links are re-owned themselves, never followed.
+    static func shiftOwners(_ fd: Int32, from: UInt32, to: UInt32, size: UInt32, path: String) throws {
+        func shifted(_ id: UInt32) -> UInt32 { id >= from && id - from < size ? to + (id - from) : id }
+        var st = stat()
+        try check("stat \(path)", fstat(fd, &st))
+        try check("chown \(path)", fchown(fd, shifted(st.st_uid), shifted(st.st_gid)))
+        try forEachEntry(fd, path: path) { name in
+            var e = stat()
+            guard fstatat(fd, name, &e, AT_SYMLINK_NOFOLLOW) == 0 else { return }
+            if (e.st_mode & S_IFMT) == S_IFDIR {
+                let sub = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                guard sub >= 0 else { throw SystemError("open \(path)/\(name)") }
+                defer { close(sub) }
+                try shiftOwners(sub, from: from, to: to, size: size, path: path + "/" + name)
+            } else if shifted(e.st_uid) != e.st_uid || shifted(e.st_gid) != e.st_gid {
+                // Owner changes clear setuid bits; the area holds none (--fake-super).
+                try check("chown \(path)/\(name)", fchownat(fd, name, shifted(e.st_uid), shifted(e.st_gid), AT_SYMLINK_NOFOLLOW))
+            }
+        }
+    }
 }

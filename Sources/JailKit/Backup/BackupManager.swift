@@ -82,6 +82,7 @@ public final class BackupManager {
         try dirAt(dir + "/snapshots", owner: 0, mode: 0o755)
         try dirAt(keysDir, owner: 0, mode: 0o700)
         try dirAt(stateDir, owner: 0, mode: 0o700)
+        try followIdRange(to: jroot)
         try fileAt(etc + "/sshd_config", BackupFiles.sshdConfig(), owner: jroot, mode: 0o644)
         try fileAt(etc + "/passwd", BackupFiles.passwd(), owner: jroot, mode: 0o644)
         try fileAt(etc + "/group", BackupFiles.group(), owner: jroot, mode: 0o644)
@@ -110,6 +111,22 @@ public final class BackupManager {
             try dirAt(snapshots(h.name), owner: backup, mode: 0o700)
         }
         try fileAt(etc + "/authorized_keys", BackupFiles.authorizedKeys(hosts), owner: jroot, mode: 0o644)
+    }
+
+    /// The area's files belong to the jail's uid range; if that changed (a `down --purge`
+    /// released it and the next `up` leased another), its data moves along, so pushes and
+    /// restores keep working. The range in use is remembered in state/uid-base.
+    func followIdRange(to base: UInt32) throws {
+        let file = stateDir + "/uid-base"
+        if let old = (try? FS.readText(file)).flatMap({ UInt32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }), old != base {
+            for tree in ["hosts", "snapshots"] {
+                let fd = try AreaFS.openDir(dir, [tree])
+                defer { close(fd) }
+                try AreaFS.shiftOwners(fd, from: old, to: base, size: StateStore.idRangeSize, path: dir + "/" + tree)
+            }
+            try record("backup-uid-range", "area moved from uid range \(old) to \(base)")
+        }
+        try FS.writeAtomically(file, "\(base)\n", mode: 0o600)
     }
 
     /// The gate comes from next to the running jailctl (where `swift build` puts it), or
