@@ -462,6 +462,13 @@ struct BackupJailTests {
         #expect(throws: (any Error).self) { try b.snapshot("victim") }
         #expect(try b.status().first?.files == 0)
         #expect(w.sh(nil, "stat -c '%u %g %a %n' \(outside) \(outside)/* && cat \(outside)/file").1 == before)
+        // Links inside current/ (a broken rsync could make real ones): a snapshot copies
+        // them as links and reads nothing through them.
+        #expect(w.sh(nil, "rm \(w.area)/hosts/victim/current && mkdir \(w.area)/hosts/victim/current && ln -s \(outside) \(w.area)/hosts/victim/current/escape && ln -s \(outside)/file \(w.area)/hosts/victim/current/file && mkdir \(w.area)/hosts/victim/current/d && echo mine > \(w.area)/hosts/victim/current/d/own").0 == 0)
+        let snap = try b.snapshot("victim")
+        let copied = w.sh(nil, "cd \(b.snapshots("victim"))/\(snap) && find . -printf '%y %p %l\\n' | sort").1
+        #expect(copied == "d . \nd ./d \nf ./d/own \nl ./escape \(outside)\nl ./file \(outside)/file\n", "\(copied)")
+        #expect(w.sh(nil, "stat -c '%u %g %a %n' \(outside) \(outside)/* && cat \(outside)/file").1 == before)
     }
 
     /// After `down --purge` released the jail's uid range and another jail took it, the

@@ -196,11 +196,10 @@ extension BackupManager {
         return total
     }
 
-    /// Copies current/ into snapshots/NAME/STAMP: unchanged files hard-linked to the
-    /// previous snapshot, changed ones copied, never linked to current/ (the client owns
-    /// those inodes and could change them in place). The copy runs as the jail's backup
-    /// uid without privileges, so it reads nothing that user could not read; -X carries
-    /// the owners and modes the gate's --fake-super keeps in xattrs.
+    /// Copies current/ into snapshots/NAME/STAMP (SnapshotCopier): unchanged files are
+    /// hard links to the previous snapshot, changed ones copies, never links to current/
+    /// (the client owns those inodes and could change them in place). Done by root here,
+    /// but through descriptors only, so nothing the jail planted is ever followed.
     @discardableResult
     public func snapshot(_ host: String, now: Double = wallClock()) throws -> String {
         let (_, backup) = try ids()
@@ -215,25 +214,23 @@ extension BackupManager {
         let previous = try FS.list(base).filter { SnapshotStamp($0) != nil }.max()
         let tmp = base + "/.tmp-" + name
         try FS.removeTree(tmp)
-        var argv = ["/usr/bin/setpriv", "--reuid=\(backup)", "--regid=\(backup)", "--clear-groups", "--no-new-privs",
-                    "--inh-caps=-all", "--bounding-set=-all", "/usr/bin/rsync", "-aHX", "--numeric-ids"]
-        if let previous { argv.append("--link-dest=\(base)/\(previous)") }
-        // current/ is handed over as a descriptor opened without following links (the
-        // jail's root could have put one at hosts/NAME), inherited by rsync.
+        let started = monotonic()
         let currentFd = try AreaFS.openDir(dir + "/hosts", [host, "current"])
         defer { close(currentFd) }
-        let inherited = fcntl(currentFd, F_DUPFD, 3)
-        guard inherited >= 0 else { throw SystemError("dup \(current(host))") }
-        defer { close(inherited) }
-        argv += ["/proc/self/fd/\(inherited)/", tmp + "/"]
-        let started = monotonic()
-        let (status, out) = try HostCommand.run(argv)
-        guard status == 0 || status == 24 else {
+        try check("mkdir \(tmp)", mkdir(tmp, 0o700))
+        let copier: SnapshotCopier
+        do {
+            let destFd = try AreaFS.openDir(base, [".tmp-" + name])
+            defer { close(destFd) }
+            let prevFd = try previous.map { try AreaFS.openDir(base, [$0]) }
+            defer { if let prevFd { close(prevFd) } }
+            copier = try SnapshotCopier.copy(source: currentFd, dest: destFd, previous: prevFd)
+        } catch {
             try FS.removeTree(tmp)
-            throw JailError(.system, "snapshot of \(host) failed (rsync exit \(status)): \(out)")
+            throw JailError(.system, "snapshot of \(host) failed: \(error)")
         }
         try check("rename \(tmp)", rename(tmp, base + "/" + name))
-        try record("backup-snapshot", "host \(host) snapshot \(name) seconds \(String(format: "%.1f", monotonic() - started))")
+        try record("backup-snapshot", "host \(host) snapshot \(name) files \(copier.files) linked \(copier.linked) copied \(copier.copiedBytes) bytes seconds \(String(format: "%.1f", monotonic() - started))")
         return name
     }
 

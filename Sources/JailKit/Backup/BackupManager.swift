@@ -107,7 +107,7 @@ public final class BackupManager {
             defer { close(hostFd) }
             try AreaFS.ensureDir(hostFd, "current", owner: backup, mode: 0o755, path: current(h.name))
             try AreaFS.ensureDir(hostFd, "log", owner: backup, mode: 0o700, path: dir + "/hosts/\(h.name)/log")
-            // The copier runs as the backup uid and writes here; the jail sees it read-only.
+            // The backup user's own, so it can read its snapshots; read-only in the jail.
             try dirAt(snapshots(h.name), owner: backup, mode: 0o700)
         }
         try fileAt(etc + "/authorized_keys", BackupFiles.authorizedKeys(hosts), owner: jroot, mode: 0o644)

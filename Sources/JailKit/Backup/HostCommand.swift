@@ -2,7 +2,7 @@
 import Glibc
 #endif
 
-/// Runs a host program (ssh-keygen, setpriv + rsync) for the backup area's trusted side:
+/// Runs a host program (ssh-keygen) for the backup area's trusted side:
 /// stdin from /dev/null, stdout and stderr captured together. Only jailctl's own argv.
 enum HostCommand {
     static func run(_ argv: [String], limit: Int = 1 << 20) throws -> (status: Int32, output: String) {
