@@ -27,6 +27,7 @@ struct Daemon: ParsableCommand {
             sigemptyset(&none)
             sigprocmask(SIG_SETMASK, &none, nil)
             let s = Supervisor(manager: m, logger: Logger(label: "jailctl.daemon"))
+            s.superviseBackups(executable: selfExecutable())
             try s.start()
             try s.run()
         }

@@ -171,6 +171,8 @@ public final class JailManager {
         }
         let set = try loadSpecs()
         let spec = try jailSpec(name, in: set)
+        // A backup jail's area (its volumes' sources, sshd's files, the host key) first.
+        if let b = spec.backup { try BackupManager(jail: name, spec: b, manager: self, logger: logger).prepare() }
         let prepared = try prepare(spec, set: set)
         var undo = Rollback(logger: logger)
         defer { undo.run() }

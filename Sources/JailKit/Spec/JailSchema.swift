@@ -15,6 +15,7 @@ enum JailSchema {
         var isolation = IsolationSpec()
         var supervision = SupervisionSpec()
         var network = NetworkSpec()
+        var backup: BackupSpec?
     }
 
     struct VolumeDraft: Sendable {
@@ -28,6 +29,7 @@ enum JailSchema {
     }
 
     static let fields: [SpecField<Draft>] = baseFields + IsolationSchema.fields + SupervisionSchema.fields + NetworkSchema.fields
+        + BackupSchema.fields
 
     static let baseFields: [SpecField<Draft>] = [
         SpecField("image", required: true, valid: "the name of a file in Images/ without .toml, e.g. \"shell\"") {

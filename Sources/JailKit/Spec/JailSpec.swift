@@ -21,6 +21,8 @@ public struct JailSpec: Sendable, Equatable, Hashable {
     public var isolation = IsolationSpec()
     public var supervision = SupervisionSpec()
     public var network = NetworkSpec()
+    /// An rsync-only backup server (`[backup]`); its volumes are part of `volumes`.
+    public var backup: BackupSpec?
 
     public static let defaultUser = IDRef.name("root")
     public static let defaultWorkdir = "/"
