@@ -217,13 +217,14 @@ struct NetworkIntegrationTests {
     }
 
     /// Attach and detach time, and one forward's element add/remove, printed for the note.
+    /// JAILCTL_NET_JAILS=1000 (scripts/bench) scales it up.
     @Test func timings() throws {
         try requireRoot()
         let w = try makeWorld()
         defer { w.destroy() }
         let net = manager(w, instance: "j7e57abe")
         defer { try? net.teardown() }
-        let count = 100
+        let count = getenv("JAILCTL_NET_JAILS").flatMap { Int(String(cString: $0)) }.map { max(4, min($0, 4000)) } ?? 100
         var attach: [Double] = []
         var detach: [Double] = []
         var attached: [NetworkAttachment] = []
