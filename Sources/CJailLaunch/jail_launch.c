@@ -8,6 +8,7 @@
 #include "jail_launch.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
@@ -25,6 +26,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -300,43 +302,110 @@ static void rotate_log(const struct jl_plan *p) {
     if (p->log_keep < 1) unlinkat(4, p->log_name, 0);
 }
 
-// Copies the jail's output from fd 5 to the log in directory fd 4 until every writer is
-// gone, stamping each line and rotating by size between lines.
-static void relay_log(const struct jl_plan *p) {
-    uint64_t size = 0;
-    int log = open_log(p, &size);
-    int at_line_start = 1;
-    char in[8192], out[8192 + 64];
-    size_t o = 0;
-    for (;;) {
-        ssize_t r = read(5, in, sizeof in);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        for (ssize_t i = 0; i < r; i++) {
-            if (at_line_start) {
-                o += format_timestamp(out + o);
-                at_line_start = 0;
-            }
-            out[o++] = in[i];
-            int eol = in[i] == '\n';
-            if (eol) at_line_start = 1;
-            if (o > sizeof out - 32 || (eol && p->log_max_bytes > 0 && size + o >= p->log_max_bytes)) {
-                write_all(log, out, o);
-                size += o;
-                o = 0;
-            }
-            if (eol && p->log_max_bytes > 0 && size >= p->log_max_bytes) {
-                rotate_log(p);
-                if (log >= 0) close(log);
-                log = open_log(p, &size);
-            }
+// The log being written: stamps each line, rotates by size between lines.
+struct log_writer {
+    const struct jl_plan *p;
+    int fd;
+    uint64_t size;
+    int at_line_start;
+    size_t o;
+    char out[8192 + 64];
+};
+
+static void log_flush(struct log_writer *w) {
+    write_all(w->fd, w->out, w->o);
+    w->size += w->o;
+    w->o = 0;
+}
+
+static void log_bytes(struct log_writer *w, const char *in, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (w->at_line_start) {
+            w->o += format_timestamp(w->out + w->o);
+            w->at_line_start = 0;
         }
-        // What one read brought is written before the next read may block.
-        write_all(log, out, o);
-        size += o;
-        o = 0;
+        w->out[w->o++] = in[i];
+        int eol = in[i] == '\n';
+        if (eol) w->at_line_start = 1;
+        if (w->o > sizeof w->out - 32 || (eol && w->p->log_max_bytes > 0 && w->size + w->o >= w->p->log_max_bytes)) log_flush(w);
+        if (eol && w->p->log_max_bytes > 0 && w->size >= w->p->log_max_bytes) {
+            rotate_log(w->p);
+            if (w->fd >= 0) close(w->fd);
+            w->fd = open_log(w->p, &w->size);
+        }
     }
-    if (log >= 0) close(log);
+    // What one read brought is written before the next read may block.
+    log_flush(w);
+}
+
+// One syslog datagram as one line: "<PRI>" dropped (the stamp says when; the message
+// keeps its program name), a newline added when missing.
+static void log_datagram(struct log_writer *w, char *msg, size_t n) {
+    size_t skip = 0;
+    if (n > 2 && msg[0] == '<') {
+        size_t k = 1;
+        while (k < n && k < 5 && msg[k] >= '0' && msg[k] <= '9') k++;
+        if (k < n && msg[k] == '>') skip = k + 1;
+    }
+    while (n > skip && (msg[n - 1] == '\n' || msg[n - 1] == 0)) n--;
+    if (!w->at_line_start) log_bytes(w, "\n", 1);
+    log_bytes(w, "syslog: ", 8);
+    log_bytes(w, msg + skip, n - skip);
+    log_bytes(w, "\n", 1);
+}
+
+static void drain_syslog(struct log_writer *w, int fd) {
+    char msg[8192];
+    for (;;) {
+        ssize_t r = recv(fd, msg, sizeof msg, MSG_DONTWAIT);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return;
+        log_datagram(w, msg, (size_t)r);
+    }
+}
+
+// Copies the jail's output from fd 5 (and syslog datagrams from fd 6, when present) to
+// the log in directory fd 4 until every writer of the output pipe is gone.
+static void relay_log(const struct jl_plan *p, int syslog_fd) {
+    static struct log_writer w;
+    w.p = p;
+    w.fd = open_log(p, &w.size);
+    w.at_line_start = 1;
+    w.o = 0;
+    char in[8192];
+    for (;;) {
+        struct pollfd fds[2] = {{.fd = 5, .events = POLLIN}, {.fd = syslog_fd, .events = POLLIN}};
+        int rc = poll(fds, syslog_fd >= 0 ? 2 : 1, -1);
+        if (rc < 0 && errno == EINTR) continue;
+        if (rc < 0) break;
+        if (syslog_fd >= 0 && fds[1].revents) drain_syslog(&w, syslog_fd);
+        if (fds[0].revents) {
+            ssize_t r = read(5, in, sizeof in);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) break;
+            log_bytes(&w, in, (size_t)r);
+        }
+    }
+    // The jail is gone: what it sent last is still queued.
+    if (syslog_fd >= 0) drain_syslog(&w, syslog_fd);
+    if (w.fd >= 0) close(w.fd);
+}
+
+// A datagram socket at path, writable by every uid (a jail's users are strangers to the
+// monitor); -1 when it cannot be made (the jail then runs without /dev/log).
+static int open_syslog(const char *path) {
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    size_t n = strlen(path);
+    if (n >= sizeof a.sun_path) return -1;
+    memcpy(a.sun_path, path, n + 1);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    unlink(path);
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || chmod(path, 0666) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 __attribute__((noreturn)) static void monitor(const struct jl_plan *plan, int status_dir_fd, int go_fd, int error_fd,
@@ -351,6 +420,8 @@ __attribute__((noreturn)) static void monitor(const struct jl_plan *plan, int st
         copy.stdout_fd = logpipe[1];
         copy.stderr_fd = logpipe[1];
     }
+    // Bound before the jail starts: its mounts bind the socket on /dev/log.
+    int slog = logpipe[0] >= 0 && plan->syslog_path ? open_syslog(plan->syslog_path) : -1;
     pid_t pid = clone_jail(p, go_fd, error_fd);
     if (logpipe[1] >= 0) close(logpipe[1]);
     int e = pid < 0 ? errno : 0;
@@ -370,11 +441,13 @@ __attribute__((noreturn)) static void monitor(const struct jl_plan *plan, int st
     int sdir = fcntl(status_dir_fd, F_DUPFD_CLOEXEC, 100);
     int ldir = logpipe[0] >= 0 ? fcntl(p->log_dir_fd, F_DUPFD_CLOEXEC, 100) : -1;
     int lread = logpipe[0] >= 0 ? fcntl(logpipe[0], F_DUPFD_CLOEXEC, 100) : -1;
+    int sread = slog >= 0 ? fcntl(slog, F_DUPFD_CLOEXEC, 100) : -1;
     if (sdir < 0 || dup2(sdir, 3) < 0) _exit(1);
     if (logpipe[0] >= 0) {
         if (ldir < 0 || lread < 0 || dup2(ldir, 4) < 0 || dup2(lread, 5) < 0) _exit(1);
-        syscall(SYS_close_range, 6, ~0U, 0);
-        relay_log(p);
+        if (sread >= 0 && dup2(sread, 6) < 0) _exit(1);
+        syscall(SYS_close_range, sread >= 0 ? 7 : 6, ~0U, 0);
+        relay_log(p, sread >= 0 ? 6 : -1);
     } else {
         syscall(SYS_close_range, 4, ~0U, 0);
     }

@@ -96,6 +96,29 @@ struct JailLifecycleTests {
         _ = try f.manager.down("talk")
     }
 
+    /// What programs send to syslog reaches the jail's log through /dev/log, also from a
+    /// user namespace, including the last message before the jail ends.
+    @Test func syslogGoesToTheLog() throws {
+        let f = try JailFixture("syslog")
+        defer { f.cleanUp() }
+        try f.jail("sys", """
+            image = "probe"
+            command = ["/bin/sh", "-c", "\(f.probe) syslog first; echo between; exec \(f.probe) syslog last"]
+            userns = true
+            user = 1000
+            """)
+        _ = try f.manager.up("sys")
+        _ = f.manager.waitForExitFile("sys", seconds: 5)
+        // Two channels (the output pipe, the socket): no order between them, only within.
+        let lines = try FS.readText(f.manager.root.jailLog("sys")).split(separator: "\n").map { String($0.dropFirst(25)) }
+        #expect(lines.count == 3, "\(lines)")
+        let syslog = lines.filter { $0.hasPrefix("syslog: ") }
+        #expect(syslog.count == 2 && syslog[0].hasPrefix("syslog: Nov 30 12:00:00 probe[") && syslog[0].hasSuffix("]: first")
+                && syslog[1].hasSuffix("]: last"), "\(lines)")
+        #expect(lines.contains("between"))
+        _ = try f.manager.down("sys")
+    }
+
     @Test func logsAreStampedAndRotated() throws {
         let f = try JailFixture("logrot")
         defer { f.cleanUp() }

@@ -15,6 +15,7 @@
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <netinet/in.h>
@@ -163,6 +164,16 @@ int main(int argc, char **argv) {
             if (write(c, msg, (size_t)n) < 0) perror("write");
             close(c);
         }
+    }
+    if (argc > 2 && !strcmp(argv[1], "syslog")) {
+        // One datagram to /dev/log, as syslog(3) sends it.
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        strcpy(a.sun_path, "/dev/log");
+        int s = socket(AF_UNIX, SOCK_DGRAM, 0);
+        char msg[512];
+        int n = snprintf(msg, sizeof msg, "<30>Nov 30 12:00:00 probe[%d]: %s", (int)getpid(), argv[2]);
+        if (sendto(s, msg, (size_t)n, 0, (struct sockaddr *)&a, sizeof a) < 0) { perror("sendto /dev/log"); return 1; }
+        return 0;
     }
     if (argc > 2 && !strcmp(argv[1], "http")) {
         // A minimal HTTP server on PORT: 200, or 500 while /tmp/unhealthy exists.

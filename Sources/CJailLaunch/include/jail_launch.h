@@ -117,6 +117,10 @@ struct jl_plan {
     const char *log_name;
     uint64_t log_max_bytes;
     int log_keep;
+    // With log_name: the monitor binds a datagram socket at this host path before the
+    // jail starts (the plan's mounts bind it on /dev/log) and relays what programs send
+    // to syslog into the same log; NULL: none.
+    const char *syslog_path;
 
     // jl_exec_in only: cgroup.procs files of the jail's cgroups, opened by the caller;
     // the joining process writes "0" into each before it forks the command.

@@ -199,6 +199,7 @@ public final class JailManager {
         try writeGeneratedFiles(spec, address: nil)
         plan.log = LogTarget(directory: root.logDir, name: name + ".log", maxBytes: spec.supervision.logMaxBytes,
                              keep: spec.supervision.logKeep)
+        plan.log?.syslogSocket = syslogSocket(name)
         let nullFd = open("/dev/null", O_RDONLY | O_CLOEXEC)
         if nullFd < 0 { throw SystemError("open /dev/null") }
         defer { close(nullFd) }
@@ -661,6 +662,14 @@ public final class JailManager {
         return servers.prefix(3).map { "nameserver \($0)" }.joined(separator: "\n") + "\n"
     }
 
+    /// The jail's /dev/log on the host: the monitor of a detached jail binds it and
+    /// relays what arrives into the jail's log; nil when the path is too long for a
+    /// socket address (the jail then has no syslog).
+    func syslogSocket(_ jail: String) -> String? {
+        let path = root.jailRun(jail) + "/log.sock"
+        return path.utf8.count < 108 ? path : nil
+    }
+
     /// The owner of a volume `up` makes: as named, else the jail's own user and group.
     func volumeCreation(_ v: VolumeSpec, spec: JailSpec, ids: IdentityFiles,
                         jailUser: (uid: UInt32, gid: UInt32, groups: [UInt32], home: String)) throws -> VolumeCreation {
@@ -726,6 +735,7 @@ public final class JailManager {
         options.tmpExec = iso.filesystem.tmpExec
         options.sys = iso.filesystem.sys
         options.devTemplate = makeDirectories ? self.root.prepareDevTemplate() : self.root.existingDevTemplate()
+        options.syslog = syslogSocket(spec.name)
         var root = p.image.path
         if !p.missingTargets.isEmpty || !iso.filesystem.readonlyRoot {
             root = self.root.jailRun(spec.name) + "/root"

@@ -120,6 +120,8 @@ public struct LogTarget: Sendable, Equatable {
     public var name: String
     public var maxBytes: UInt64
     public var keep: Int
+    /// Where the monitor binds the jail's /dev/log socket (see MountPlanner.Options.syslog).
+    public var syslogSocket: String?
 
     public init(directory: String, name: String, maxBytes: UInt64 = 10 << 20, keep: Int = 5) {
         self.directory = directory

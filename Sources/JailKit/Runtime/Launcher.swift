@@ -259,6 +259,7 @@ public enum Launcher {
                                 c.log_name = UnsafePointer(arena.dup(plan.log?.name))
                                 c.log_max_bytes = plan.log?.maxBytes ?? 0
                                 c.log_keep = Int32(plan.log?.keep ?? 0)
+                                c.syslog_path = UnsafePointer(arena.dup(plan.log?.syslogSocket))
                                 return try body(&c)
                             }
                         }

@@ -41,12 +41,14 @@ public enum MountPlanner {
         public var sys = false
         /// StateRoot.devTemplate, when there is one: bound read-only as /dev.
         public var devTemplate: String?
+        /// The monitor's syslog socket, bound on /dev/log (skipped when absent: `run`).
+        public var syslog: String?
         public init() {}
 
         public static func == (a: Options, b: Options) -> Bool {
             a.tmpSize == b.tmpSize && a.runSize == b.runSize && a.shmSize == b.shmSize && a.mountpointLayer == b.mountpointLayer
                 && a.writableLayer?.upper == b.writableLayer?.upper && a.writableLayer?.work == b.writableLayer?.work
-                && a.tmpExec == b.tmpExec && a.sys == b.sys && a.devTemplate == b.devTemplate
+                && a.tmpExec == b.tmpExec && a.sys == b.sys && a.devTemplate == b.devTemplate && a.syslog == b.syslog
         }
     }
 
@@ -121,8 +123,12 @@ public enum MountPlanner {
             {
                 ops.append(MountOp(.symlink, source: target, target: root + "/dev/" + name))
             }
+            ops.append(MountOp(.touch, target: root + "/dev/log", mode: 0o666))
             // The /dev tmpfs is done: nothing in the jail may add to it.
             ops.append(MountOp(.remount, target: root + "/dev", flags: UInt(MS_RDONLY | MS_NOSUID | MS_NOEXEC)))
+        }
+        if let socket = options.syslog {
+            ops.append(MountOp(.mount, source: socket, target: root + "/dev/log", flags: UInt(MS_BIND), optional: true))
         }
         ops.append(MountOp(.mount, source: "tmpfs", target: root + "/tmp", fstype: "tmpfs",
                            flags: nosuidNodev | (options.tmpExec ? 0 : UInt(MS_NOEXEC)), data: "mode=1777,size=\(options.tmpSize)"))

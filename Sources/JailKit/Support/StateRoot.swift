@@ -45,6 +45,7 @@ public struct StateRoot: Sendable {
             guard lstat(devTemplate + "/" + dev, &st) == 0, (st.st_mode & S_IFMT) == S_IFCHR, st.st_uid == 0,
                   st.st_mode & 0o7777 == 0o666, stat("/dev/" + dev, &host) == 0, st.st_rdev == host.st_rdev else { return nil }
         }
+        guard lstat(devTemplate + "/log", &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
         return devTemplate
     }
 
@@ -65,6 +66,10 @@ public struct StateRoot: Sendable {
                 try check("mknod \(dev)", mknod(tmp + "/" + dev, S_IFCHR | 0o666, host.st_rdev))
                 try check("chmod \(dev)", chmod(tmp + "/" + dev, 0o666))
             }
+            // The mount point of the jail's syslog socket.
+            let log = open(tmp + "/log", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o666)
+            if log < 0 { throw SystemError("create log") }
+            close(log)
             try check("mkdir pts", mkdir(tmp + "/pts", 0o755))
             try check("mkdir shm", mkdir(tmp + "/shm", 0o755))
             for (name, target) in [("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
