@@ -113,7 +113,7 @@ struct Up: ParsableCommand {
     func run() throws {
         try guarded {
             let m = try global.manager()
-            let order = all ? JailManager.startOrder(try m.loadSpecs()) : names
+            let order = all ? JailManager.startOrder(try m.loadSpecs()) : try m.expandNames(names)
             for name in order {
                 let r = try m.up(name)
                 if r.alreadyRunning {
@@ -160,7 +160,7 @@ struct Down: ParsableCommand {
     func run() throws {
         try guarded {
             let m = try global.manager()
-            var order = names
+            var order = try m.expandNames(names)
             if all {
                 // Jails without a spec any more come first: nothing can depend on them.
                 let known = (try? m.loadSpecs()).map { JailManager.startOrder($0) } ?? []
@@ -184,14 +184,16 @@ struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show jails, checked against the kernel.")
     @OptionGroup var global: GlobalOptions
     @Flag var json = false
-    @Argument var name: String?
+    @Argument(help: "A jail, or every instance of a template: 'php-tenant@*'.")
+    var name: String?
 
     func run() throws {
         try guarded {
             let m = try global.manager()
             var list = try m.statuses()
             if let name {
-                list = list.filter { $0.name == name }
+                let wanted = Set(try m.expandNames([name]))
+                list = list.filter { wanted.contains($0.name) }
                 if list.isEmpty { throw JailError(.notFound, "jail \(name) was never started") }
             }
             if json {

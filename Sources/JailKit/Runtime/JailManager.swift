@@ -85,6 +85,7 @@ public final class JailManager {
     }
 
     public func jailSpec(_ name: String, in set: SpecSet) throws -> JailSpec {
+        if let n = SpecName.parse(name).name, n.isInstance { return try instanceSpec(n, in: set) }
         guard let spec = set.jails[name] else {
             let known = set.jails.keys.sorted().joined(separator: ", ")
             throw JailError(.notFound, "no jail named \(name) in \(specsDirectory)/Jails (known: \(known.isEmpty ? "none" : known))")
@@ -98,7 +99,10 @@ public final class JailManager {
     public static func identities(of image: String, in set: SpecSet) -> (users: [String], groups: [String]) {
         var users: Set<String> = []
         var groups: Set<String> = []
-        for j in set.jails.values where j.image == image {
+        let samples = set.templates.values.compactMap {
+            SpecLoader.instantiate($0, values: .sample(base: $0.base), nameInstance: false).0
+        }
+        for j in Array(set.jails.values) + samples where j.image == image {
             if case .name(let n) = j.user { users.insert(n) }
             if case .name(let g)? = j.group { groups.insert(g) }
         }
@@ -138,6 +142,7 @@ public final class JailManager {
         }
         let set = try loadSpecs()
         let spec = try jailSpec(name, in: set)
+        try writeTenantConfig(spec)
         let prepared = try prepare(spec, set: set)
         var undo = Rollback(logger: logger)
         defer { undo.run() }
@@ -266,7 +271,7 @@ public final class JailManager {
             // `down` must work even when the spec files are broken or gone: then the
             // defaults (SIGTERM, 10 s) apply, and the reason is logged.
             var spec: JailSpec?
-            do { spec = try loadSpecs().jails[name] } catch {
+            do { spec = try jailSpec(name, in: loadSpecs()) } catch {
                 logger.warning("jail \(name): stopping with default signal and timeout: \(error)")
             }
             let signal = spec?.stopSignal ?? SIGTERM
@@ -327,7 +332,7 @@ public final class JailManager {
             guard let text = try? FS.readText(root.jailRun(name) + "/network") else { continue }
             let f = text.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
             guard f.count >= 2, let address = IPv4Address(f[1]) else { continue }
-            let net = specs?.jails[name]?.network ?? NetworkSpec()
+            let net = specs.flatMap { try? jailSpec(name, in: $0) }?.network ?? NetworkSpec()
             out.append(NetworkJail(name: name, address: address, hostInterface: f[0], ports: net.ports,
                                    egress: net.egress, links: net.links))
         }
@@ -472,7 +477,7 @@ public final class JailManager {
 
     /// Everything `up` must know before it makes anything: the image (built if
     /// missing), ids, command and volumes checked. Errors here change nothing.
-    func prepare(_ spec: JailSpec, set: SpecSet, imageOverride: (String, String)? = nil) throws -> Prepared {
+    func prepare(_ spec: JailSpec, set: SpecSet, imageOverride: (String, String)? = nil, skipVolumes: Bool = false) throws -> Prepared {
         let image: (hash: String, path: String)
         if let o = imageOverride {
             image = o
@@ -501,7 +506,7 @@ public final class JailManager {
         }
         var volumes: [PlannedVolume] = []
         var missing: [(String, Bool)] = []
-        for v in spec.volumes {
+        for v in spec.volumes where !skipVolumes {
             var st = stat()
             guard stat(v.source, &st) == 0 else {
                 throw JailError(.invalidSpec, "jail \(spec.name): volume source \(v.source): \(strerrorString(errno))")

@@ -21,6 +21,8 @@ public struct JailSpec: Sendable, Equatable, Hashable {
     public var isolation = IsolationSpec()
     public var supervision = SupervisionSpec()
     public var network = NetworkSpec()
+    /// Web root, FastCGI socket and php-fpm pool of a hosting tenant (`[tenant]`).
+    public var tenant: TenantSpec?
 
     public static let defaultUser = IDRef.name("root")
     public static let defaultWorkdir = "/"

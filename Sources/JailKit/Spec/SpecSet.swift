@@ -2,9 +2,12 @@
 public struct SpecSet: Sendable, Equatable {
     public var images: [String: ImageSpec]
     public var jails: [String: JailSpec]
+    /// Templates by base name (`php-tenant` for `Jails/php-tenant@.toml`).
+    public var templates: [String: JailTemplate]
 
-    public init(images: [String: ImageSpec] = [:], jails: [String: JailSpec] = [:]) {
+    public init(images: [String: ImageSpec] = [:], jails: [String: JailSpec] = [:], templates: [String: JailTemplate] = [:]) {
         self.images = images
         self.jails = jails
+        self.templates = templates
     }
 }
