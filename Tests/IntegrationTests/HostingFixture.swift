@@ -101,33 +101,10 @@ final class HostingFixture {
         } == 0
     }
 
-    struct Response {
-        var status: Int
-        var body: String
-    }
+    var http: HTTPClient { HTTPClient(address: listen, port: port) }
 
-    /// GET (or POST) through the test's nginx on 127.0.0.1, with the tenant's Host header.
-    func get(_ host: String, _ path: String, timeout: Int = 15) -> Response? {
-        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard s >= 0 else { return nil }
-        defer { close(s) }
-        var tv = timeval(tv_sec: timeout, tv_usec: 0)
-        setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_port = port.bigEndian
-        inet_pton(AF_INET, listen, &a.sin_addr)
-        let rc = withUnsafePointer(to: &a) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0 else { return nil }
-        let request = Array("GET \(path) HTTP/1.0\r\nHost: \(host)\r\nConnection: close\r\n\r\n".utf8)
-        guard request.withUnsafeBytes({ FS.writeAll(s, $0.baseAddress, $0.count) }) else { return nil }
-        let raw = readPipe(s)
-        guard let split = raw.range(of: "\r\n\r\n") else { return nil }
-        let head = raw[..<split.lowerBound]
-        let status = head.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
-        return Response(status: status, body: String(raw[split.upperBound...]))
+    func get(_ host: String, _ path: String, timeout: Int = 15) -> HTTPClient.Response? {
+        http.get(host, path, timeout: timeout)
     }
 
     /// Host processes of a tenant's pool (php-fpm names its workers "pool NAME").
@@ -200,4 +177,66 @@ func capture(_ argv: [String]) -> (Int32, String) {
     var status: Int32 = 0
     waitpid(pid, &status, 0)
     return ((status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f), out)
+}
+
+/// A minimal HTTP/1.0 client, so tests measure nginx and PHP, not a curl process start.
+struct HTTPClient: Sendable {
+    let address: String
+    let port: UInt16
+
+    struct Response {
+        var status: Int
+        var body: String
+    }
+
+    /// GET (or POST) through the test's nginx on 127.0.0.1, with the tenant's Host header.
+    func get(_ host: String, _ path: String, timeout: Int = 15) -> Response? {
+        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard s >= 0 else { return nil }
+        defer { close(s) }
+        var tv = timeval(tv_sec: timeout, tv_usec: 0)
+        setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_port = port.bigEndian
+        inet_pton(AF_INET, address, &a.sin_addr)
+        let rc = withUnsafePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else { return nil }
+        let request = Array("GET \(path) HTTP/1.0\r\nHost: \(host)\r\nConnection: close\r\n\r\n".utf8)
+        guard request.withUnsafeBytes({ FS.writeAll(s, $0.baseAddress, $0.count) }) else { return nil }
+        let raw = readPipe(s)
+        guard let split = raw.range(of: "\r\n\r\n") else { return nil }
+        let head = raw[..<split.lowerBound]
+        let status = head.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+        return Response(status: status, body: String(raw[split.upperBound...]))
+    }
+
+}
+
+/// A value several threads of a test write to.
+final class Locked<T>: @unchecked Sendable {
+    private var value: T
+    private let lock = NSLock()
+    init(_ value: T) { self.value = value }
+    func with<R>(_ body: (inout T) -> R) -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&value)
+    }
+}
+
+/// Runs `body(i)` for i in 0..<n, each on a thread of its own (not a pool sized to the
+/// cores: these bodies block on the network for seconds), and waits for all.
+func onThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    let done = DispatchSemaphore(value: 0)
+    for i in 0..<n {
+        let t = Thread {
+            body(i)
+            done.signal()
+        }
+        t.start()
+    }
+    for _ in 0..<n { done.wait() }
 }
