@@ -28,6 +28,8 @@ final class HostingFixture {
         let specs = dir.path + "/specs"
         try FS.mkdirs(specs + "/Images")
         try FS.mkdirs(specs + "/Jails")
+        // Private networks of this checkout's tests come from their own pool.
+        try FS.writeAtomically(specs + "/jailctl.toml", "[network]\npool = \"10.90.0.0/24\"\n")
         try FS.writeAtomically(specs + "/Images/php-fpm.toml", try FS.readText(Self.repo + "/Images/php-fpm.toml"))
         try FS.writeAtomically(specs + "/Jails/php-tenant@.toml", templateEdit(try FS.readText(Self.repo + "/Jails/php-tenant@.toml")))
         manager = try JailManager(root: StateRoot(path: dir.path + "/state"), specsDirectory: specs)

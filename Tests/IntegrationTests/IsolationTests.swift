@@ -128,6 +128,52 @@ struct UserNamespaceTests {
         // The range stays leased to the jail across restarts.
         #expect(try f.manager.state.idRange(for: "tenant-a").base == rangeA.base)
     }
+
+    @Test func createdVolumeIsOwnedThroughTheIdMap() throws {
+        let f = try JailFixture("volown")
+        defer { f.cleanUp() }
+        let data = f.dir.path + "/srv/tenant/data"
+        try f.sleeper("owned", extra: """
+            userns = true
+            user = 1000
+            [[volumes]]
+            source = "\(data)"
+            target = "/data"
+            create = true
+            mode = "0750"
+            """)
+        let status = try f.manager.up("owned").status
+        let range = try f.manager.state.idRange(for: "owned")
+        var st = stat()
+        #expect(stat(data, &st) == 0)
+        #expect(st.st_uid == range.base + 1000 && st.st_gid == range.base + 1000)
+        #expect(st.st_mode & 0o7777 == 0o750)
+        #expect(stat(f.dir.path + "/srv", &st) == 0 && st.st_uid == 0 && st.st_mode & 0o777 == 0o755)
+        #expect(hostUid(status.pid ?? -1) == "\(range.base + 1000)")
+        let (w, out) = try f.exec("owned", ["/bin/sh", "-c", "echo mine > /data/file && cat /data/file"])
+        #expect(w == 0 && out == "mine\n", "\(out)")
+        _ = try f.manager.down("owned")
+        // An existing source is the sysadmin's: a second up leaves owner and mode alone.
+        chmod(data, 0o700)
+        _ = try f.manager.up("owned")
+        #expect(stat(data, &st) == 0 && st.st_mode & 0o7777 == 0o700)
+        _ = try f.manager.down("owned")
+
+        // A failed up removes the directories it made, and only those.
+        try FS.writeAtomically(f.dir.path + "/bin/garbage", "not a program\n", mode: 0o755)
+        try f.image("broken", "binaries = [\"/bin/sh\"]\nfiles = [\"\(f.dir.path)/bin/garbage\"]")
+        try f.jail("fails", """
+            image = "broken"
+            command = ["\(f.dir.path)/bin/garbage"]
+            [[volumes]]
+            source = "\(f.dir.path)/srv/new/deep/vol"
+            target = "/vol"
+            create = true
+            """)
+        #expect(throws: (any Error).self) { try f.manager.up("fails") }
+        #expect(!FS.exists(f.dir.path + "/srv/new"))
+        #expect(FS.exists(data))
+    }
 }
 
 @Suite("Limits (root)", .serialized)

@@ -10,11 +10,13 @@ final class JailFixture {
     let manager: JailManager
     var specs: String { dir.path + "/specs" }
 
-    init(_ tag: String) throws {
+    /// `host`: the text of the spec directory's jailctl.toml (the manager reads it once).
+    init(_ tag: String, host: String? = nil) throws {
         try requireRoot()
         dir = try TempDir(tag)
         try FS.mkdirs(dir.path + "/specs/Images")
         try FS.mkdirs(dir.path + "/specs/Jails")
+        if let host { try FS.writeAtomically(dir.path + "/specs/jailctl.toml", host + "\n") }
         try FS.mkdirs(dir.path + "/bin")
         #expect(run(["/bin/cp", Probe.binary, dir.path + "/bin/probe"]) == 0)
         manager = try JailManager(root: StateRoot(path: dir.path + "/state"), specsDirectory: dir.path + "/specs")

@@ -27,11 +27,13 @@ struct JailNetworkTests {
     }
 
     @Test func privateJailGetsAnAddressAndLeavesNothing() throws {
-        let f = try JailFixture("net")
+        // A pool of this test's own, apart from the default one a real jailctl would use.
+        let f = try JailFixture("net", host: "[network]\npool = \"10.87.0.0/24\"\ndns = [\"192.0.2.53\"]")
         defer { f.cleanUp() }
         try f.jail("web", """
             image = "probe"
             command = ["\(f.probe)", "serve", "8080"]
+            hostname = "www"
             [network]
             mode = "private"
             """)
@@ -40,7 +42,11 @@ struct JailNetworkTests {
         #expect(attachment.count == 2)
         let ifname = String(attachment.first ?? "")
         let address = String(attachment.last ?? "").trimmingCharacters(in: .newlines)
-        #expect(address == "10.88.0.3")
+        #expect(address == "10.87.0.3")
+        // Its own /etc/hosts and /etc/resolv.conf, read-only.
+        #expect(try f.exec("web", ["/bin/cat", "/etc/hosts"]).1.hasSuffix("10.87.0.3\twww\n"))
+        #expect(try f.exec("web", ["/bin/cat", "/etc/resolv.conf"]).1 == "nameserver 192.0.2.53\n")
+        #expect(try f.exec("web", ["/bin/sh", "-c", "echo x >> /etc/hosts"]).0 != 0)
         #expect(FS.exists("/sys/class/net/\(ifname)"))
         #expect(run(["/usr/sbin/nft", "list", "table", "inet", "jailctl_\(f.manager.root.instance)"]) == 0)
         // The server in the jail sees the host side of its point-to-point link.
@@ -50,7 +56,7 @@ struct JailNetworkTests {
             reply = ask(address, 8080)
             if reply == nil { usleep(50_000) }
         }
-        #expect(reply == "hello 10.88.0.2\n")
+        #expect(reply == "hello 10.87.0.2\n")
         // Another tool flushes our table; reapply restores it from the state.
         let table = "jailctl_\(f.manager.root.instance)"
         #expect(run(["/usr/sbin/nft", "delete", "table", "inet", table]) == 0)
@@ -74,7 +80,7 @@ struct JailNetworkTests {
 @Suite("Jail network rollback (root)", .serialized)
 struct JailNetworkRollbackTests {
     @Test func failedUpLeavesNoLeaseLinkOrTable() throws {
-        let f = try JailFixture("netfail")
+        let f = try JailFixture("netfail", host: "[network]\npool = \"10.87.0.0/24\"")
         defer { f.cleanUp() }
         try FS.writeAtomically(f.dir.path + "/bin/garbage", "not a program\n", mode: 0o755)
         try f.image("broken", "binaries = [\"/bin/sh\"]\nfiles = [\"\(f.dir.path)/bin/garbage\"]")

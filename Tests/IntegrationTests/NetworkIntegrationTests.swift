@@ -156,6 +156,17 @@ struct NetworkIntegrationTests {
         let out = w.connect("a", "192.0.2.2", 7000)
         #expect(out.0 == 0 && out.1 == "192.0.2.1")
         #expect(w.connect("b", "192.0.2.2", 7000).0 != 0)
+        // An allowlist lets b reach the listed port only, masqueraded like nat.
+        w.server("c", port: 7001)
+        specB.egress = .allow([EgressRule(network: try #require(IPv4Network("192.0.2.0/24")), port: 7000, proto: .tcp)])
+        try net.apply(net.render(jails: entries()))
+        let allowed = w.connect("b", "192.0.2.2", 7000)
+        #expect(allowed.0 == 0 && allowed.1 == "192.0.2.1")
+        #expect(w.connect("b", "192.0.2.2", 7001).0 != 0)
+        #expect(w.connect("a", "192.0.2.2", 7001).0 == 0)
+        specB.egress = .none
+        try net.apply(net.render(jails: entries()))
+        #expect(w.connect("b", "192.0.2.2", 7000).0 != 0)
 
         // A spoofed source from inside a jail is dropped.
         w.sh("a", "ip addr add 10.88.0.99/32 dev eth0")

@@ -46,10 +46,19 @@ struct SupervisorTests {
             restart_limit = 4
             restart_window = 60
             """)
+        let alerts = f.dir.path + "/alerts"
+        try FS.writeAtomically(f.specs + "/jailctl.toml", """
+            [supervisor]
+            notify = ["/bin/sh", "-c", "echo \\"$JAILCTL_EVENT $JAILCTL_JAIL\\" >> \(alerts)"]
+
+            """)
         let daemon = try startDaemon(f)
         defer { stopDaemon(daemon) }
         _ = try f.manager.up("crash")
         #expect(try waitFor(15) { try f.manager.status(of: "crash")?.crashLoop == true })
+        // The notify command ran once, with the alert in its environment.
+        #expect(waitFor(5) { ((try? FS.readText(alerts)) ?? "").hasSuffix("\n") })
+        #expect(((try? FS.readText(alerts)) ?? "").split(separator: "\n").map { $0.split(separator: " ").prefix(2).joined(separator: " ") } == ["crashloop crash"])
         let events = try f.manager.state.events(jail: "crash")
         let restarts = events.filter { $0.kind == "restart" }.map(\.time)
         #expect(restarts.count == 4)

@@ -101,8 +101,26 @@ struct TenantHostileTests {
         #expect(HostingFixture.connects("127.0.0.1", 18091))
         #expect(attack(f, "tcp", "127.0.0.1:18091").hasPrefix("denied"))
         #expect(attack(f, "tcp", "127.0.0.1:18081").hasPrefix("denied"))  // nginx, on the host's loopback
-        // Another jail's address (the default pool): no route out of a loopback-only jail.
-        #expect(attack(f, "tcp", "10.88.0.3:80").hasPrefix("denied"))
+        // A service of the host on every address, tried at the host's side of alice's
+        // link, and bob's jail address: the firewall drops both.
+        let any = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(any) }
+        setsockopt(any, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var b = sockaddr_in()
+        b.sin_family = sa_family_t(AF_INET)
+        b.sin_port = UInt16(18092).bigEndian
+        let boundAny = withUnsafePointer(to: &b) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(any, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(boundAny == 0 && listen(any, 4) == 0)
+        let aliceNet = try FS.readText(f.manager.root.jailRun("php-tenant@alice") + "/network").split(separator: " ")
+        let aliceAddress = try #require(IPv4Address(String(aliceNet.last ?? "").trimmingCharacters(in: .whitespacesAndNewlines)))
+        let gateway = IPv4Address(aliceAddress.value - 1)
+        #expect(attack(f, "tcp", "\(gateway):18092").hasPrefix("denied"))
+        let bobNet = try FS.readText(f.manager.root.jailRun("php-tenant@bob") + "/network").split(separator: " ")
+        let bobAddress = String(bobNet.last ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(bobAddress.hasPrefix("10.90.0."))
+        #expect(attack(f, "tcp", "\(bobAddress):18092").hasPrefix("denied"))
         #expect(attack(f, "raw").hasPrefix("denied"))
         #expect(f.get("bob.test", "/index.php")?.body == "ok bob")
     }

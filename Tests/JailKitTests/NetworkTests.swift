@@ -71,6 +71,33 @@ import Testing
         ])
     }
 
+    @Test func egressAllowlist() throws {
+        let (jail, d) = parse("""
+            [network]
+            mode = "private"
+            egress = ["0.0.0.0/0:53", "0.0.0.0/0:443/tcp", "192.0.2.0/24", "198.51.100.7"]
+            """)
+        #expect(d.isEmpty)
+        let net = { (s: String) in try #require(IPv4Network(s)) }
+        #expect(try #require(jail).network.egress == .allow([
+            EgressRule(network: try net("0.0.0.0/0"), port: 53),
+            EgressRule(network: try net("0.0.0.0/0"), port: 443, proto: .tcp),
+            EgressRule(network: try net("192.0.2.0/24")),
+            EgressRule(network: try net("198.51.100.7/32")),
+        ]))
+        #expect(messages("""
+            [network]
+            mode = "private"
+            egress = ["10.0.0.1/8", "0.0.0.0/0:0/tcp", "1.2.3.4/tcp", "a:b:c", "x"]
+            """) == [
+                "5:11 network.egress[0]: \"10.0.0.1/8\": \"10.0.0.1/8\" is not an IPv4 network with its host bits zero",
+                "5:25 network.egress[1]: \"0.0.0.0/0:0/tcp\": port \"0\" is not a port 1-65535",
+                "5:44 network.egress[2]: \"1.2.3.4/tcp\": a protocol needs a port (CIDR:PORT/PROTO)",
+                "5:59 network.egress[3]: \"a:b:c\": too many ':'",
+                "5:68 network.egress[4]: \"x\": \"x\" is not an IPv4 address or network",
+            ])
+    }
+
     @Test func keysNeedPrivateMode() {
         let m = messages("""
             [network]
@@ -160,7 +187,13 @@ import Testing
         NetworkJail(name: "db", address: addr("10.88.0.11"), hostInterface: "jc12340000ff", egress: .none),
         NetworkJail(name: "dns", address: addr("10.88.0.9"), hostInterface: "jc1234abcdef",
                     ports: [PortForward(hostPort: 53, jailPort: 53, proto: .udp), PortForward(hostPort: 53, jailPort: 53, proto: .tcp)]),
+        NetworkJail(name: "php", address: addr("10.88.0.13"), hostInterface: "jc1234000abc",
+                    egress: .allow([EgressRule(network: net("0.0.0.0/0"), port: 53),
+                                    EgressRule(network: net("0.0.0.0/0"), port: 443, proto: .tcp),
+                                    EgressRule(network: net("192.0.2.0/24"))])),
     ]
+
+    static func net(_ s: String) -> IPv4Network { IPv4Network(s) ?? IPAM.defaultPool }
 
     /// Byte for byte; regenerate with JAILCTL_UPDATE_GOLDEN=1.
     @Test func rulesetMatchesGolden() throws {
@@ -178,7 +211,7 @@ import Testing
     @Test func emptyInstanceHasNoElements() {
         let text = Ruleset(instance: "j1234abc", uplinks: ["eth0"]).render(jails: [])
         #expect(!text.contains("elements"))
-        #expect(text.contains("ip saddr @egress_nat oifname { \"eth0\" } masquerade"))
+        #expect(text.contains("ip saddr @egress_masq oifname { \"eth0\" } masquerade"))
     }
 
     @Test func elementChangeNamesOnlyThatJail() {
@@ -190,6 +223,14 @@ import Testing
             add element inet jailctl_j1234abc fwd_addr_port { 127.0.0.1 . tcp . 8443 : 10.88.0.3 . 443 }
             add element inet jailctl_j1234abc links { 10.88.0.3 . 10.88.0.11 . tcp . 5432 }
             add element inet jailctl_j1234abc egress_nat { 10.88.0.3 }
+            add element inet jailctl_j1234abc egress_masq { 10.88.0.3 }
+
+            """)
+        #expect(r.elementChange(.delete, jail: Self.jails[3]) == """
+            delete element inet jailctl_j1234abc jail_src { "jc1234000abc" . 10.88.0.13 }
+            delete element inet jailctl_j1234abc egress_masq { 10.88.0.13 }
+            delete element inet jailctl_j1234abc egress_allow { 10.88.0.13 . 0.0.0.0/0 . tcp . 53, 10.88.0.13 . 0.0.0.0/0 . tcp . 443, 10.88.0.13 . 0.0.0.0/0 . udp . 53 }
+            delete element inet jailctl_j1234abc egress_allow_any { 10.88.0.13 . 192.0.2.0/24 }
 
             """)
     }

@@ -183,6 +183,40 @@ import Testing
             ])
     }
 
+    @Test func createdVolumeOwnership() throws {
+        let good = """
+            image = "shell"
+            command = ["/bin/sh"]
+            [[volumes]]
+            source = "/srv/www/alice"
+            target = "/var/www"
+            create = true
+            owner = "alice"
+            group = 33
+            mode = "0750"
+            """
+        let (jail, diagnostics) = SpecLoader.parseJail(source: good, file: "Jails/web.toml", name: "web")
+        #expect(diagnostics.isEmpty)
+        let v = try #require(jail?.volumes.first)
+        #expect(v.create && v.owner == .name("alice") && v.group == .id(33) && v.mode == 0o750)
+        #expect(summaries("""
+            image = "shell"
+            command = ["/bin/sh"]
+            [[volumes]]
+            source = "/srv/a"
+            target = "/a"
+            owner = "alice"
+            [[volumes]]
+            source = "/srv/b"
+            target = "/b"
+            create = true
+            mode = "4755"
+            """) == [
+                "6:1 error: volumes[0].owner: owner applies only to a directory jailctl creates",
+                "11:8 error: volumes[1].mode: \"4755\" is not octal permission bits 000-777",
+            ])
+    }
+
     @Test func namesHostnameEnvSignalTimeout() {
         let source = """
             image = "Shell"
@@ -231,11 +265,14 @@ import Testing
         }
     }
 
-    @Test func templateNamesAreRefusedForNow() {
+    @Test func instanceFilesAreNotJails() {
+        // A jail file is a plain name or a template (BASE@); an instance is never a file.
         #expect(
             summaries("image = \"shell\"\ncommand = [\"/bin/sh\"]\n", name: "web@1") == [
-                #"1:1 error: name: "web@1" is a template name (name@instance); templates are not supported yet (taken from the file name)"#
+                #"1:1 error: name: "web@1" is an instance name (taken from the file name); instances are made from the template web@.toml"#
             ])
+        #expect(SpecName.parseFileName("web@").name?.isTemplate == true)
+        #expect(SpecName.parse("web@").name == nil)
     }
 
     @Test func emptyCommandAndBadElements() {

@@ -29,7 +29,10 @@ public struct NetworkJail: Sendable, Equatable, Hashable {
 ///   port → ...): the dnat verdict maps, from the wire (prerouting) and from the host
 ///   itself (output: hairpin on the host's own addresses);
 /// - `links` (saddr . daddr . proto . dport): the only jail-to-jail traffic let through;
-/// - `egress_nat`: jails that may open connections out, masqueraded on the uplink.
+/// - `egress_nat`: jails that may open connections out, masqueraded on the uplink;
+/// - `egress_allow` (saddr . daddr/prefix . proto . dport) and `egress_allow_any` (saddr .
+///   daddr/prefix): the allowlists of jails that may reach only some destinations;
+///   `egress_masq`: every jail with some egress, for the masquerade.
 /// Inbound forwards keep the client's source address (no SNAT on the way in).
 public struct Ruleset: Sendable {
     public var instance: String
@@ -50,10 +53,26 @@ public struct Ruleset: Sendable {
     /// The elements of each set and map for `jails`, sorted so the text is stable.
     public func elements(_ jails: [NetworkJail]) -> [String: [String]] {
         let byName = Dictionary(jails.map { ($0.name, $0.address) }, uniquingKeysWith: { a, _ in a })
-        var out: [String: [String]] = ["jail_src": [], "fwd_port": [], "fwd_addr_port": [], "links": [], "egress_nat": []]
+        var out: [String: [String]] = Dictionary(uniqueKeysWithValues: Self.setNames.map { ($0, []) })
         for j in jails.sorted(by: { $0.address < $1.address }) {
             out["jail_src", default: []].append("\(quote(j.hostInterface)) . \(j.address)")
-            if j.egress == .nat { out["egress_nat", default: []].append("\(j.address)") }
+            switch j.egress {
+            case .none: break
+            case .nat:
+                out["egress_nat", default: []].append("\(j.address)")
+                out["egress_masq", default: []].append("\(j.address)")
+            case .allow(let rules):
+                out["egress_masq", default: []].append("\(j.address)")
+                for r in rules {
+                    guard let port = r.port else {
+                        out["egress_allow_any", default: []].append("\(j.address) . \(r.network)")
+                        continue
+                    }
+                    for proto in r.proto.map({ [$0] }) ?? L4Proto.allCases {
+                        out["egress_allow", default: []].append("\(j.address) . \(r.network) . \(proto.rawValue) . \(port)")
+                    }
+                }
+            }
             for p in j.ports {
                 let target = "\(j.address) . \(p.jailPort)"
                 if let h = p.hostAddress {
@@ -72,6 +91,10 @@ public struct Ruleset: Sendable {
         return out.mapValues { $0.sorted(by: Self.naturalOrder) }
     }
 
+    /// Every set and map of the table, in the order they are declared.
+    static let setNames = ["jail_src", "fwd_port", "fwd_addr_port", "links", "egress_nat", "egress_masq",
+                           "egress_allow", "egress_allow_any"]
+
     // MARK: the whole table
 
     /// The complete table, to be applied with `transaction(_:)`.
@@ -85,6 +108,9 @@ public struct Ruleset: Sendable {
         s += set("fwd_addr_port", type: "ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service", e["fwd_addr_port"], map: true)
         s += set("links", type: "ipv4_addr . ipv4_addr . inet_proto . inet_service", e["links"])
         s += set("egress_nat", type: "ipv4_addr", e["egress_nat"])
+        s += set("egress_masq", type: "ipv4_addr", e["egress_masq"])
+        s += set("egress_allow", type: "ipv4_addr . ipv4_addr . inet_proto . inet_service", e["egress_allow"], interval: true)
+        s += set("egress_allow_any", type: "ipv4_addr . ipv4_addr", e["egress_allow_any"], interval: true)
         s += chain("guard", hook: "type filter hook prerouting priority raw; policy accept;", [
             "# a jail speaks only from its own address, and only IPv4",
             "iifname \(jc) iifname . ip saddr != @jail_src drop",
@@ -99,6 +125,8 @@ public struct Ruleset: Sendable {
             "iifname \(jc) oifname \(jc) ip saddr . ip daddr . meta l4proto . th dport @links accept",
             "oifname \(jc) drop",
             "iifname \(jc) ip saddr @egress_nat \(out) accept",
+            "iifname \(jc) ip saddr . ip daddr . meta l4proto . th dport @egress_allow \(out) accept",
+            "iifname \(jc) ip saddr . ip daddr @egress_allow_any \(out) accept",
             "iifname \(jc) drop",
         ])
         s += chain("input", hook: "type filter hook input priority filter; policy accept;", [
@@ -108,7 +136,7 @@ public struct Ruleset: Sendable {
             "iifname \(jc) drop",
         ])
         s += chain("outbound", hook: "type nat hook postrouting priority srcnat; policy accept;", [
-            "ip saddr @egress_nat \(out) masquerade",
+            "ip saddr @egress_masq \(out) masquerade",
             "# localhost forwards: 127/8 cannot leave the host as a source",
             "ip saddr 127.0.0.0/8 oifname \(jc) masquerade",
         ])
@@ -142,7 +170,7 @@ public struct Ruleset: Sendable {
         let e = elements([jail] + peers.filter { $0.name != jail.name })
         let own = elements([jail])
         var s = ""
-        for name in ["jail_src", "fwd_port", "fwd_addr_port", "links", "egress_nat"] {
+        for name in Self.setNames {
             // Only this jail's own entries, plus its links to the given peers.
             let mine = name == "links" ? (e[name] ?? []).filter { $0.hasPrefix("\(jail.address) . ") } : (own[name] ?? [])
             if mine.isEmpty { continue }
@@ -153,8 +181,8 @@ public struct Ruleset: Sendable {
 
     // MARK: text helpers
 
-    func set(_ name: String, type: String, _ elements: [String]?, map: Bool = false) -> String {
-        var s = "\t\(map ? "map" : "set") \(name) {\n\t\ttype \(type)\n"
+    func set(_ name: String, type: String, _ elements: [String]?, map: Bool = false, interval: Bool = false) -> String {
+        var s = "\t\(map ? "map" : "set") \(name) {\n\t\ttype \(type)\n" + (interval ? "\t\tflags interval\n" : "")
         if let elements, !elements.isEmpty {
             s += "\t\telements = {\n" + elements.map { "\t\t\t\($0)," }.joined(separator: "\n") + "\n\t\t}\n"
         }

@@ -42,12 +42,21 @@ public final class JailManager {
     public let root: StateRoot
     public let specsDirectory: String
     public let state: StateStore
+    /// `jailctl.toml` of the spec directory (defaults when there is none).
+    public let host: HostSettings
     let logger: Logger
 
+    /// Refuses a broken `jailctl.toml` up front, with its diagnostics: the pool and the
+    /// uplinks shape every network change, so no command guesses them.
     public init(root: StateRoot, specsDirectory: String, logger: Logger = Logger(label: "jailctl")) throws {
         self.root = root
         self.specsDirectory = specsDirectory
         self.logger = logger
+        let (host, diagnostics) = SpecLoader.loadHost(directory: specsDirectory)
+        guard let host else {
+            throw JailError(.invalidSpec, diagnostics.filter { $0.severity == .error }.map(\.description).joined(separator: "\n"))
+        }
+        self.host = host
         try root.prepare()
         state = try StateStore(path: root.database)
     }
@@ -55,7 +64,7 @@ public final class JailManager {
     public var images: ImageStore { ImageStore(root: root, state: state) }
 
     /// Addresses, veth pairs and the instance's nftables table.
-    public lazy var network = NetworkManager(instance: root.instance, store: state)
+    public lazy var network = NetworkManager(instance: root.instance, store: state, pool: host.pool, uplinks: host.uplinks)
 
     /// The host's cgroup layout, read once per process.
     public lazy var cgroups: Result<CgroupDriver, Error> = Result { try CgroupDriver.host() }
@@ -105,6 +114,10 @@ public final class JailManager {
         for j in Array(set.jails.values) + samples where j.image == image {
             if case .name(let n) = j.user { users.insert(n) }
             if case .name(let g)? = j.group { groups.insert(g) }
+            for v in j.volumes {
+                if case .name(let n)? = v.owner { users.insert(n) }
+                if case .name(let g)? = v.group { groups.insert(g) }
+            }
         }
         return (users.sorted(), groups.sorted())
     }
@@ -165,6 +178,8 @@ public final class JailManager {
             }
         }
         var plan = try launchPlan(spec, prepared: prepared, makeDirectories: true)
+        try makeVolumes(prepared.creations, idMap: plan.idMap, undo: &undo)
+        try writeGeneratedFiles(spec, address: nil)
         plan.log = LogTarget(directory: root.logDir, name: name + ".log", maxBytes: spec.supervision.logMaxBytes,
                              keep: spec.supervision.logKeep)
         let nullFd = open("/dev/null", O_RDONLY | O_CLOEXEC)
@@ -195,6 +210,7 @@ public final class JailManager {
                     try self.applyFirewall()
                 }
                 try FS.writeAtomically(run + "/network", "\(a.hostInterface) \(a.jailAddress)\n", mode: 0o600)
+                try self.writeGeneratedFiles(spec, address: a.jailAddress)
                 try self.applyFirewall()
             }
         })
@@ -235,6 +251,9 @@ public final class JailManager {
             do { try FS.removeTree(run) } catch { logger.error("jail \(name): removing \(run): \(error)") }
         }
         let plan = try launchPlan(spec, prepared: prepared, makeDirectories: true)
+        var undo = Rollback(logger: logger)
+        defer { undo.run() }
+        try makeVolumes(prepared.creations, idMap: plan.idMap, undo: &undo)
         let cg = try cgroupDriver().create(jail: name, instance: root.instance, limits: Self.cgroupLimits(spec.isolation.limits))
         defer {
             do {
@@ -245,6 +264,7 @@ public final class JailManager {
             }
         }
         let child = try Launcher.spawn(plan, stdio: stdio, statusDir: nil, outside: { try cg.join($0) })
+        undo.commit()
         var status: Int32 = 0
         while waitpid(child.pid, &status, 0) < 0 && errno == EINTR {}
         return status
@@ -473,6 +493,15 @@ public final class JailManager {
         var home: String
         var volumes: [PlannedVolume]
         var missingTargets: [(String, Bool)]
+        /// Volume sources `up` makes, with their owner as the jail sees it.
+        var creations: [VolumeCreation] = []
+    }
+
+    struct VolumeCreation {
+        var source: String
+        var uid: UInt32
+        var gid: UInt32
+        var mode: UInt32
     }
 
     /// Everything `up` must know before it makes anything: the image (built if
@@ -506,12 +535,30 @@ public final class JailManager {
         }
         var volumes: [PlannedVolume] = []
         var missing: [(String, Bool)] = []
+        var creations: [VolumeCreation] = []
+        let generated = generatedFiles(spec).filter { g in !spec.volumes.contains { $0.target == g.target } }
+        for g in generated {
+            // The image may hold its own (a symlink, a directory): then it has the say.
+            switch ImageFS.lookup(g.target, imageRoot: image.path) {
+            case .file: volumes.append(PlannedVolume(source: g.source, target: g.target, readonly: true, isDirectory: false))
+            case .absent:
+                volumes.append(PlannedVolume(source: g.source, target: g.target, readonly: true, isDirectory: false))
+                missing.append((g.target, false))
+            default: logger.info("jail \(spec.name): image \(spec.image) has its own \(g.target); not replacing it")
+            }
+        }
         for v in spec.volumes where !skipVolumes {
             var st = stat()
-            guard stat(v.source, &st) == 0 else {
-                throw JailError(.invalidSpec, "jail \(spec.name): volume source \(v.source): \(strerrorString(errno))")
+            let isDir: Bool
+            if stat(v.source, &st) == 0 {
+                isDir = (st.st_mode & S_IFMT) == S_IFDIR
+            } else if errno == ENOENT && v.create {
+                isDir = true
+                creations.append(try volumeCreation(v, spec: spec, ids: ids, jailUser: resolved))
+            } else {
+                throw JailError(.invalidSpec, "jail \(spec.name): volume source \(v.source): \(strerrorString(errno))"
+                                + (errno == ENOENT ? " (create = true makes it)" : ""))
             }
-            let isDir = (st.st_mode & S_IFMT) == S_IFDIR
             let volume = PlannedVolume(source: v.source, target: v.target, readonly: v.readonly, isDirectory: isDir)
             if MountPlanner.tmpfsMounts.contains(where: { v.target.hasPrefix($0 + "/") }) {
                 volumes.append(volume)
@@ -528,7 +575,106 @@ public final class JailManager {
             volumes.append(volume)
         }
         return Prepared(image: image, uid: resolved.uid, gid: resolved.gid, groups: resolved.groups, home: resolved.home,
-                        volumes: volumes, missingTargets: missing)
+                        volumes: volumes, missingTargets: missing, creations: creations)
+    }
+
+    /// Files jailctl writes per jail and mounts read-only over the image's: a private
+    /// jail's /etc/hosts (its own name and address, its links' names) and
+    /// /etc/resolv.conf. `up` writes them (`writeGeneratedFiles`) before the jail mounts them.
+    func generatedFiles(_ spec: JailSpec) -> [(source: String, target: String)] {
+        guard spec.network.mode == .private else { return [] }
+        let run = root.jailRun(spec.name)
+        return [(run + "/hosts", "/etc/hosts"), (run + "/resolv.conf", "/etc/resolv.conf")]
+    }
+
+    /// `address`: the jail's own, once leased (nil: before the lease, a placeholder the
+    /// mount can bind to; the real text follows before the jail runs).
+    func writeGeneratedFiles(_ spec: JailSpec, address: String?) throws {
+        for (source, target) in generatedFiles(spec) {
+            let text: String
+            switch target {
+            case "/etc/hosts":
+                var lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+                if let address { lines.append("\(address)\t\(spec.hostname)") }
+                for peer in Set(spec.network.links.map(\.jail)).sorted() {
+                    if let lease = try network.ipam.existing(jail: peer) { lines.append("\(lease.jailAddress)\t\(peer)") }
+                }
+                text = lines.joined(separator: "\n") + "\n"
+            default:
+                text = Self.resolvConf(dns: host.dns, hostResolvConf: (try? FS.readText("/etc/resolv.conf")) ?? "")
+            }
+            // In place, not renamed over: once mounted, the mount holds the inode.
+            try FS.writeInPlace(source, text, mode: 0o644)
+        }
+    }
+
+    /// jailctl.toml's servers, else the host's own that a jail can reach (not loopback:
+    /// the host's 127.0.0.53 is not the jail's).
+    static func resolvConf(dns: [IPv4Address], hostResolvConf: String) -> String {
+        var servers = dns.map(\.description)
+        if servers.isEmpty {
+            for line in hostResolvConf.split(separator: "\n") {
+                let f = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+                guard f.count >= 2, f[0] == "nameserver", let a = IPv4Address(String(f[1])), a.value >> 24 != 127 else { continue }
+                servers.append(a.description)
+            }
+        }
+        if servers.isEmpty { return "# jailctl: no name server a jail can reach; set [network] dns in jailctl.toml\n" }
+        return servers.prefix(3).map { "nameserver \($0)" }.joined(separator: "\n") + "\n"
+    }
+
+    /// The owner of a volume `up` makes: as named, else the jail's own user and group.
+    func volumeCreation(_ v: VolumeSpec, spec: JailSpec, ids: IdentityFiles,
+                        jailUser: (uid: UInt32, gid: UInt32, groups: [UInt32], home: String)) throws -> VolumeCreation {
+        var uid = jailUser.uid, gid = jailUser.gid
+        if let owner = v.owner {
+            let name: String? = if case .name(let n) = owner { n } else { nil }
+            let id: UInt32? = if case .id(let i) = owner { i } else { nil }
+            guard let u = ids.resolve(user: name, uid: id, group: nil, gid: nil) else {
+                throw JailError(.invalidSpec, "jail \(spec.name): volume \(v.target): unknown owner \(owner) in image \(spec.image)")
+            }
+            (uid, gid) = (u.uid, u.gid)
+        }
+        if let group = v.group {
+            switch group {
+            case .id(let g): gid = g
+            case .name(let n):
+                guard let g = ids.groups.first(where: { $0.name == n }) else {
+                    throw JailError(.invalidSpec, "jail \(spec.name): volume \(v.target): unknown group \(n) in image \(spec.image)")
+                }
+                gid = g.gid
+            }
+        }
+        return VolumeCreation(source: v.source, uid: uid, gid: gid, mode: v.mode)
+    }
+
+    /// Makes the missing volume sources of `creations` (parents root-owned 0755, the
+    /// source itself owned as planned, through the jail's id map); `undo` removes what
+    /// this call made, so a failed `up` leaves the host as it found it.
+    func makeVolumes(_ creations: [VolumeCreation], idMap: (base: UInt32, size: UInt32)?, undo: inout Rollback) throws {
+        for c in creations {
+            var made: [String] = []
+            var path = ""
+            for part in c.source.split(separator: "/") {
+                path += "/" + part
+                if mkdir(path, 0o755) == 0 {
+                    made.append(path)
+                } else if errno != EEXIST {
+                    throw SystemError("mkdir \(path)")
+                }
+            }
+            undo.add("remove the volume directories \(made)") {
+                for d in made.reversed() where rmdir(d) != 0 && errno != ENOENT { throw SystemError("rmdir \(d)") }
+            }
+            // Another `up` (or the sysadmin) may have made it meanwhile: theirs, untouched.
+            guard made.last == c.source else { continue }
+            if let m = idMap, c.uid >= m.size || c.gid >= m.size {
+                throw JailError(.invalidSpec, "volume \(c.source): owner \(c.uid):\(c.gid) is outside the jail's user namespace (0-\(m.size - 1))")
+            }
+            let (uid, gid) = idMap.map { (c.uid + $0.base, c.gid + $0.base) } ?? (c.uid, c.gid)
+            try check("chown \(c.source)", fchownat(AT_FDCWD, c.source, uid, gid, AT_SYMLINK_NOFOLLOW))
+            try check("chmod \(c.source)", chmod(c.source, mode_t(c.mode)))
+        }
     }
 
     /// The complete launch plan of a jail (also what `inspect --dry-run` prints).

@@ -22,6 +22,10 @@ enum JailSchema {
         var source: String?
         var target: String?
         var readonly = false
+        var create = false
+        var owner: IDRef?
+        var group: IDRef?
+        var mode: UInt32?
     }
 
     static let fields: [SpecField<Draft>] = baseFields + IsolationSchema.fields + SupervisionSchema.fields + NetworkSchema.fields
@@ -99,6 +103,28 @@ enum JailSchema {
         SpecField("readonly", valid: "true or false") { value, path, draft, context in
             if let flag = context.bool(value, at: path, valid: "true or false") { draft.readonly = flag }
         },
+        SpecField("create", valid: "true or false: make the source directory when it is missing") {
+            value, path, draft, context in
+            if let flag = context.bool(value, at: path, valid: "true or false") { draft.create = flag }
+        },
+        SpecField("owner", valid: "a user name of the image or a uid 0-4294967294, as the jail sees it; with create = true") {
+            value, path, draft, context in
+            draft.owner = context.idRef(value, at: path, valid: volumeValid("owner"))
+        },
+        SpecField("group", valid: "a group name of the image or a gid 0-4294967294, as the jail sees it; with create = true") {
+            value, path, draft, context in
+            draft.group = context.idRef(value, at: path, valid: volumeValid("group"))
+        },
+        SpecField("mode", valid: "octal permission bits as a string, e.g. \"0750\" (no setuid, setgid or sticky); with create = true") {
+            value, path, draft, context in
+            let valid = volumeValid("mode")
+            guard let text = context.string(value, at: path, valid: valid) else { return }
+            guard (3...4).contains(text.count), let bits = UInt32(text, radix: 8), bits <= 0o777 else {
+                context.report(path, "\"\(text)\" is not octal permission bits 000-777", valid: valid)
+                return
+            }
+            draft.mode = bits
+        },
     ]
 
     static func valid(_ key: String) -> String {
@@ -170,8 +196,21 @@ enum JailSchema {
                 continue
             }
             targets[target] = elementPath
+            if !draft.create {
+                // Ownership of data that exists is the sysadmin's; say so where it is asked for.
+                for key in ["owner", "group", "mode"] where table[key] != nil {
+                    context.report(elementPath.appending(key), atValue: false,
+                                   "\(key) applies only to a directory jailctl creates",
+                                   valid: "add create = true to this volume, or remove \(key)")
+                }
+            }
             if let source = draft.source {
-                volumes.append(VolumeSpec(source: source, target: target, readonly: draft.readonly))
+                var volume = VolumeSpec(source: source, target: target, readonly: draft.readonly)
+                volume.create = draft.create
+                volume.owner = draft.owner
+                volume.group = draft.group
+                volume.mode = draft.mode ?? 0o755
+                volumes.append(volume)
             }
         }
         return volumes

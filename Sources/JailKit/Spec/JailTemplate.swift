@@ -54,18 +54,29 @@ public struct JailTemplate: Sendable, Equatable {
 
     public static let placeholdersDescription = "placeholders: %i instance, %n jail name, %p template name, %h the instance's host directory, %L jailctl's directory, %% a literal %"
 
-    /// Replaces placeholders in `text`; nil plus the offending placeholder when one is unknown.
-    public static func expand(_ text: String, _ values: Values) -> (String?, bad: String?) {
+    /// Replaces placeholders in `text`, plus the first unknown placeholder if any. An
+    /// unknown one becomes "x", so the value's other checks still say something true
+    /// (a path stays absolute) instead of a second error caused by the first.
+    public static func expand(_ text: String, _ values: Values) -> (String, bad: String?) {
         guard text.contains("%") else { return (text, nil) }
         var out = ""
+        var bad: String?
         var it = text.makeIterator()
         while let c = it.next() {
             guard c == "%" else { out.append(c); continue }
-            guard let next = it.next() else { return (nil, "%") }
-            guard let v = values.value(of: next) else { return (nil, "%\(next)") }
+            guard let next = it.next() else {
+                bad = bad ?? "%"
+                out += "x"
+                break
+            }
+            guard let v = values.value(of: next) else {
+                bad = bad ?? "%\(next)"
+                out += "x"
+                continue
+            }
             out += v
         }
-        return (out, nil)
+        return (out, bad)
     }
 
     /// The document of one instance; unknown placeholders are reported at their string.
@@ -76,9 +87,8 @@ public struct JailTemplate: Sendable, Equatable {
                 let (expanded, bad) = Self.expand(s, values)
                 if let bad {
                     context.report(path, "unknown placeholder \"\(bad)\" in \"\(s)\"", valid: Self.placeholdersDescription)
-                    return node
                 }
-                return .string(expanded ?? s)
+                return .string(expanded)
             case .array(let a):
                 return .array(a.enumerated().map { walk($1, path.appending(index: $0)) })
             case .table(let t):

@@ -4,7 +4,7 @@ enum NetworkSchema {
     static let linksValid = "\"JAIL:PORT/PROTO\", e.g. \"db:5432/tcp\""
     static let addressValid = "\"auto\" or an IPv4 address of the pool, e.g. \"10.88.0.5\""
     static let modeValid = "\"private\", \"none\" or \"loopback\" (the default)"
-    static let egressValid = "\"nat\" (the default) or \"none\""
+    static let egressValid = "\"nat\" (the default), \"none\", or an allowlist of \"CIDR\", \"CIDR:PORT\" or \"CIDR:PORT/PROTO\", e.g. [\"0.0.0.0/0:53/udp\", \"0.0.0.0/0:443/tcp\", \"192.0.2.0/24\"]"
 
     static let fields: [SpecField<JailSchema.Draft>] = [
         SpecField("network", valid: "a table [network] with mode, address, ports, egress, links") {
@@ -44,12 +44,24 @@ enum NetworkSchema {
             n.address = .fixed(a)
         },
         SpecField("egress", valid: egressValid) { value, path, n, context in
-            guard let text = context.string(value, at: path, valid: egressValid) else { return }
-            guard let e = NetworkSpec.Egress(rawValue: text) else {
-                context.report(path, "\"\(text)\" is not an egress policy", valid: egressValid)
+            if case .array = value {
+                guard let entries = context.strings(value, at: path, valid: egressValid) else { return }
+                var rules: [EgressRule] = []
+                for e in entries {
+                    switch parseEgress(e.text) {
+                    case .failure(let problem): context.report(e.path, "\"\(e.text)\": \(problem.message)", valid: egressValid)
+                    case .success(let r): if !rules.contains(r) { rules.append(r) }
+                    }
+                }
+                n.egress = .allow(rules)
                 return
             }
-            n.egress = e
+            guard let text = context.string(value, at: path, valid: egressValid) else { return }
+            switch text {
+            case "nat": n.egress = .nat
+            case "none": n.egress = .none
+            default: context.report(path, "\"\(text)\" is not an egress policy", valid: egressValid)
+            }
         },
         SpecField("ports", valid: portsValid) { value, path, n, context in
             guard let entries = context.strings(value, at: path, valid: portsValid) else { return }
@@ -110,6 +122,38 @@ enum NetworkSchema {
         guard let hostPort = port(portTexts[0]) else { return .failure(Problem(message: "host port \"\(portTexts[0])\" is not a port 1-65535")) }
         guard let jailPort = port(portTexts[1]) else { return .failure(Problem(message: "jail port \"\(portTexts[1])\" is not a port 1-65535")) }
         return .success(PortForward(hostAddress: address, hostPort: hostPort, jailPort: jailPort, proto: proto))
+    }
+
+    /// "0.0.0.0/0:443/tcp", "192.0.2.0/24", "192.0.2.1:53".
+    static func parseEgress(_ text: String) -> Result<EgressRule, Problem> {
+        var body = text
+        var proto: L4Proto?
+        if text.contains("/"), let slash = text.lastIndex(of: "/"), L4Proto(rawValue: String(text[text.index(after: slash)...])) != nil {
+            proto = L4Proto(rawValue: String(text[text.index(after: slash)...]))
+            body = String(text[..<slash])
+        }
+        let parts = body.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count <= 2 else { return .failure(Problem(message: "too many ':'")) }
+        let network: IPv4Network
+        if parts[0].contains("/") {
+            guard let net = IPv4Network(parts[0]) else {
+                return .failure(Problem(message: "\"\(parts[0])\" is not an IPv4 network with its host bits zero"))
+            }
+            network = net
+        } else {
+            guard let a = IPv4Address(parts[0]), let net = IPv4Network("\(a)/32") else {
+                return .failure(Problem(message: "\"\(parts[0])\" is not an IPv4 address or network"))
+            }
+            network = net
+        }
+        var port: UInt16?
+        if parts.count == 2 {
+            guard let p = Self.port(parts[1]) else { return .failure(Problem(message: "port \"\(parts[1])\" is not a port 1-65535")) }
+            port = p
+        } else if proto != nil {
+            return .failure(Problem(message: "a protocol needs a port (CIDR:PORT/PROTO)"))
+        }
+        return .success(EgressRule(network: network, port: port, proto: proto))
     }
 
     /// "db:5432/tcp".

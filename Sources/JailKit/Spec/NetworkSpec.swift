@@ -17,11 +17,13 @@ public struct NetworkSpec: Sendable, Equatable, Hashable {
         case fixed(IPv4Address)
     }
 
-    public enum Egress: String, Sendable, Hashable, CaseIterable {
+    public enum Egress: Sendable, Hashable {
         /// Masqueraded out of the uplink.
         case nat
         /// No new connections leave the jail (replies to forwarded ports still do).
         case none
+        /// Masqueraded out of the uplink, but only to these destinations.
+        case allow([EgressRule])
     }
 
     public var mode: Mode = .loopback
@@ -36,6 +38,25 @@ public struct NetworkSpec: Sendable, Equatable, Hashable {
 public enum L4Proto: String, Sendable, Hashable, CaseIterable, Comparable {
     case tcp, udp
     public static func < (a: L4Proto, b: L4Proto) -> Bool { a.rawValue < b.rawValue }
+}
+
+/// One entry of an egress allowlist: `"CIDR"` (anything to that network),
+/// `"CIDR:PORT"` (tcp and udp) or `"CIDR:PORT/PROTO"`; a bare address is its /32.
+public struct EgressRule: Sendable, Equatable, Hashable {
+    public var network: IPv4Network
+    public var port: UInt16?
+    /// nil with a port: both tcp and udp.
+    public var proto: L4Proto?
+
+    public init(network: IPv4Network, port: UInt16? = nil, proto: L4Proto? = nil) {
+        self.network = network
+        self.port = port
+        self.proto = proto
+    }
+
+    public var description: String {
+        "\(network)" + (port.map { ":\($0)" } ?? "") + (proto.map { "/\($0.rawValue)" } ?? "")
+    }
 }
 
 /// `"[HOSTADDR:]HOSTPORT:JAILPORT/PROTO"`.

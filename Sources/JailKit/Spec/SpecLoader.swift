@@ -30,6 +30,10 @@ public enum SpecLoader {
             return (set, diagnostics)
         }
 
+        let (host, hostDiagnostics) = loadHost(directory: directory)
+        diagnostics += hostDiagnostics
+        set.host = host ?? HostSettings()
+
         // Every image file counts as existing for the cross-file check, even a broken one:
         // its own diagnostics explain it, and "missing image" on top would mislead.
         var imageNames = Set<String>()
@@ -111,6 +115,23 @@ public enum SpecLoader {
 
     // MARK: single files
 
+    /// `directory/jailctl.toml`: the defaults when the file is absent, nil when it has errors.
+    public static func loadHost(directory: String) -> (HostSettings?, [SpecDiagnostic]) {
+        let file = join(directory, HostSettings.fileName)
+        guard FileManager.default.fileExists(atPath: file) else { return (HostSettings(), []) }
+        var diagnostics: [SpecDiagnostic] = []
+        guard let source = read(file, into: &diagnostics) else { return (nil, diagnostics) }
+        return parseHost(source: source, file: file)
+    }
+
+    public static func parseHost(source: String, file: String) -> (HostSettings?, [SpecDiagnostic]) {
+        var context = SpecContext(file: file, map: TOMLSourceMap(source: source), hostChecks: false)
+        guard let table = parseDocument(source, context: &context) else { return (nil, sorted(context.diagnostics)) }
+        var host = HostSettings()
+        context.decode(table, at: .root, fields: HostSchema.fields, into: &host, what: HostSettings.fileName)
+        return (context.hasErrors ? nil : host, sorted(context.diagnostics))
+    }
+
     public static func parseImage(
         source: String, file: String, name: String, hostChecks: Bool = true
     ) -> (ImageSpec?, [SpecDiagnostic]) {
@@ -136,7 +157,15 @@ public enum SpecLoader {
     /// have errors, so `load` can still report a missing image in the same run; callers drop
     /// the jail when the context has errors.
     static func decodeJail(source: String, name: String, context: inout SpecContext) -> (jail: JailSpec?, image: String?) {
-        let specName = checkName(name, context: &context)
+        var specName = checkName(name, context: &context)
+        if let n = specName, n.isInstance {
+            // Instances come from their template; a file of that name would be a second,
+            // different definition of the same jail.
+            context.report(at: .start, field: "name",
+                           "\"\(name)\" is an instance name (taken from the file name); instances are made from the template \(n.base)@.toml",
+                           valid: "name the file \(n.base).toml (a jail) or \(n.base)@.toml (a template)")
+            specName = nil
+        }
         guard let table = parseDocument(source, context: &context) else { return (nil, nil) }
         return decodeJail(table: table, specName: specName, context: &context)
     }
@@ -172,7 +201,7 @@ public enum SpecLoader {
         var context = SpecContext(file: file, map: TOMLSourceMap(source: source), hostChecks: hostChecks)
         let (specName, problem) = SpecName.parseFileName(name)
         if let problem {
-            context.report(at: .start, field: "name", problem + " (taken from the file name)", valid: SpecName.validDescription)
+            context.report(at: .start, field: "name", problem + " (taken from the file name)", valid: SpecName.instanceDescription)
         }
         guard let table = parseDocument(source, context: &context), let specName, specName.isTemplate else {
             return (nil, sorted(context.diagnostics))
@@ -195,7 +224,7 @@ public enum SpecLoader {
         let specName = SpecName(base: template.base, instance: values.instance)
         guard SpecName.isValidBase(values.instance) else {
             context.report(at: .start, field: "name", "\"\(specName)\": \"\(values.instance)\" is not a valid instance name",
-                           valid: SpecName.validDescription)
+                           valid: SpecName.instanceDescription)
             return (nil, context.diagnostics)
         }
         let table = template.substitute(values, context: &context)
@@ -236,7 +265,8 @@ public enum SpecLoader {
         let (specName, problem) = plain ? SpecName.parsePlain(name) : SpecName.parse(name)
         if let problem {
             // The name comes from the file name, so the whole file is the place to point at.
-            context.report(at: .start, field: "name", problem + " (taken from the file name)", valid: SpecName.validDescription)
+            context.report(at: .start, field: "name", problem + " (taken from the file name)",
+                           valid: name.contains("@") && !plain ? SpecName.instanceDescription : SpecName.validDescription)
         }
         return specName
     }

@@ -12,8 +12,9 @@ public struct SpecName: Sendable, Equatable, Hashable, CustomStringConvertible {
     public var instance: String?
 
     public static let validDescription =
-        "a name is 1-31 characters of a-z, 0-9, '_' and '-', starting with a letter or digit; "
-        + "an instance of a template is BASE@INSTANCE with both parts such names"
+        "a name is 1-31 characters of a-z, 0-9, '_' and '-', starting with a letter or digit"
+    public static let instanceDescription =
+        "an instance of a template is BASE@INSTANCE, both parts 1-31 characters of a-z, 0-9, '_' and '-', starting with a letter or digit"
 
     public var isTemplate: Bool { instance == "" }
     public var isInstance: Bool { instance.map { !$0.isEmpty } ?? false }

@@ -26,6 +26,13 @@ enum SpecRules {
     }
 
     /// `[A-Za-z_][A-Za-z0-9_]*`
+    /// What the kernel takes as a network interface name (IFNAMSIZ, no '/', ':' or space).
+    static func isValidInterfaceName(_ raw: String) -> Bool {
+        let bytes = Array(raw.utf8)
+        return (1...15).contains(bytes.count) && raw != "." && raw != ".."
+            && !bytes.contains { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 <= 32 || $0 == 127 }
+    }
+
     static func isValidEnvKey(_ raw: String) -> Bool {
         let scalars = Array(raw.unicodeScalars)
         guard let first = scalars.first else { return false }

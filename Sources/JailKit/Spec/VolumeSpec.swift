@@ -5,6 +5,15 @@ public struct VolumeSpec: Sendable, Equatable, Hashable {
     /// Absolute path inside the jail, normalised (no `.`, `..`, `//` or trailing `/`).
     public var target: String
     public var readonly: Bool
+    /// `up` makes a missing source directory (and its missing parents, root-owned 0755),
+    /// owned by `owner`/`group` as the jail sees them: with `userns`, the host ids they
+    /// map to. An existing source is never touched: its data and ownership are the
+    /// sysadmin's.
+    public var create = false
+    public var owner: IDRef?
+    public var group: IDRef?
+    /// Permission bits of a directory `up` makes.
+    public var mode: UInt32 = 0o755
 
     public init(source: String, target: String, readonly: Bool = false) {
         self.source = source

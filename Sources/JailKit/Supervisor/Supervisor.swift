@@ -17,13 +17,32 @@ public final class Supervisor {
     private var watches: [Int32: String] = [:]  // watch descriptor → jail ("" for run/)
     private var timers: [String: Double] = [:]  // jail → monotonic time of its restart
     private var listener: Int32 = -1
+    private var periodic: [Periodic] = []
     public private(set) var running = false
+    /// Alerts: events plus the `notify` command of jailctl.toml.
+    public let notifier: Notifier
+
+    /// Work the daemon does on a clock rather than on an event (backup freshness, health
+    /// probes): the loop sleeps in poll(2) until the earliest is due.
+    struct Periodic {
+        let name: String
+        let interval: Double
+        var next: Double
+        let body: () -> Void
+    }
 
     public var socketPath: String { manager.root.path + "/supervisor.sock" }
 
     public init(manager: JailManager, logger: Logger) {
         self.manager = manager
         self.logger = logger
+        notifier = Notifier(state: manager.state, command: manager.host.notify, logger: logger)
+    }
+
+    /// Runs `body` every `interval` seconds (the first time one interval after this call),
+    /// on the supervisor's own thread, between events.
+    public func every(_ interval: Double, _ name: String, _ body: @escaping () -> Void) {
+        periodic.append(Periodic(name: name, interval: interval, next: monotonic() + interval, body: body))
     }
 
     deinit {
@@ -148,9 +167,9 @@ public final class Supervisor {
                 timers[name] = monotonic() + delay
                 logger.info("jail \(name) ended (\(status.summary)); restarting in \(String(format: "%.2f", delay))s")
             case .crashLoop(let restarts):
-                try manager.state.record(event: "crashloop", jail: name,
-                                         detail: "\(restarts) restarts within \(Int(spec.supervision.restartWindow))s; not restarting until `jailctl reset \(name)`")
                 try manager.state.setSupervision(name, crashLoop: true)
+                notifier.alert(kind: "crashloop", jail: name,
+                               detail: "\(restarts) restarts within \(Int(spec.supervision.restartWindow))s; not restarting until `jailctl reset \(name)`")
                 logger.error("jail \(name) is crash-looping: \(restarts) restarts within \(spec.supervision.restartWindow)s")
             }
         } catch {
@@ -159,11 +178,17 @@ public final class Supervisor {
     }
 
     private func nextTimeout() -> Int32 {
-        guard let next = timers.values.min() else { return -1 }
+        guard let next = (Array(timers.values) + periodic.map(\.next)).min() else { return -1 }
         return Int32(max(0, min(Double(Int32.max), (next - monotonic()) * 1000).rounded(.up)))
     }
 
     private func fireTimers() {
+        notifier.reap()
+        for i in periodic.indices where periodic[i].next <= monotonic() {
+            periodic[i].body()
+            // From now, not from when it was due: a slow run does not pile up runs.
+            periodic[i].next = monotonic() + periodic[i].interval
+        }
         let now = monotonic()
         for (name, at) in timers where at <= now {
             timers[name] = nil

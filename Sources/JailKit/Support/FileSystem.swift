@@ -64,6 +64,17 @@ enum FS {
         try check("rename \(tmp)", rename(tmp, path))
     }
 
+    /// Rewrites a file keeping its inode: a bind mount of it shows the new text.
+    static func writeInPlace(_ path: String, _ text: String, mode: mode_t = 0o644) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode)
+        guard fd >= 0 else { throw SystemError("open \(path)") }
+        var bytes = Array(text.utf8)
+        let ok = bytes.withUnsafeMutableBytes { writeAll(fd, $0.baseAddress, $0.count) }
+        let e = errno
+        close(fd)
+        guard ok else { throw SystemError("write \(path)", errno: e) }
+    }
+
     static func writeAll(_ fd: Int32, _ p: UnsafeRawPointer?, _ count: Int) -> Bool {
         guard var p = p else { return count == 0 }
         var left = count

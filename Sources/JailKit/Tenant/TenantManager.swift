@@ -102,33 +102,21 @@ public struct TenantManager {
         return try info(name)
     }
 
-    /// The tenant's host directories, each with the owner and mode its role needs. The
-    /// lead's `[[volumes]] create/owner/mode` will take this over; until then this is
-    /// the one place jailctl chowns host paths for a tenant.
+    /// The two host directories whose group is the web server's, a host group that the
+    /// jail's id map cannot name (so `[[volumes]] create/owner/mode` cannot make them); the
+    /// template's other volumes are made by `up` with `create = true`.
     ///  - home (`%h`): the jail's root (which mounts the volumes below it, inside its user
     ///    namespace, and which no process of the jail runs as), group of the web server,
     ///    0750: no other tenant or host user gets in.
-    ///  - web root: the tenant, 0755 (the web server reads static files through home).
     ///  - the socket's directory: the tenant, group of the web server, 0750.
-    ///  - other writable volumes (sessions, mail spool): the tenant, 0700.
-    ///  - read-only volumes: root.
     func makeDirectories(_ spec: JailSpec, tenant t: TenantSpec, owner: (uid: UInt32, gid: UInt32), jailRoot: UInt32,
                          webGid: UInt32) throws
     {
         let home = jails.instanceHome(String(spec.name.split(separator: "@").last ?? ""))
         try FS.mkdirs(jails.tenantsDirectory, mode: 0o711)
         try ensureDirectory(home, uid: jailRoot, gid: webGid, mode: 0o750)
-        for v in spec.volumes where v.source.hasPrefix(home + "/") {
-            if v.target == t.phpConfig { continue }  // a file, written by writeTenantConfig
-            if v.readonly {
-                try ensureDirectory(v.source, uid: 0, gid: 0, mode: 0o755)
-            } else if v.target == t.webroot {
-                try ensureDirectory(v.source, uid: owner.uid, gid: owner.gid, mode: 0o755)
-            } else if v.target == t.socketDirectory {
-                try ensureDirectory(v.source, uid: owner.uid, gid: webGid, mode: 0o750)
-            } else {
-                try ensureDirectory(v.source, uid: owner.uid, gid: owner.gid, mode: 0o700)
-            }
+        if let v = spec.volumes.first(where: { $0.target == t.socketDirectory }), v.source.hasPrefix(home + "/") {
+            try ensureDirectory(v.source, uid: owner.uid, gid: webGid, mode: 0o750)
         }
     }
 
