@@ -97,3 +97,117 @@ struct TenantEndToEndTests {
         #expect(log.contains("ready to handle connections"))
     }
 }
+
+@Suite("Tenant commands through the CLI (root)", .serialized)
+struct TenantCLITests {
+    /// Runs jailctl with the fixture's root and specs; returns (exit code, stdout+stderr).
+    func jailctl(_ f: HostingFixture, _ args: [String]) -> (Int32, String) {
+        var fds: [Int32] = [0, 0]
+        pipe(&fds)
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        let env = ["JAILCTL_ROOT=\(f.manager.root.path)", "JAILCTL_SPECS=\(f.specs)", "PATH=/usr/bin:/bin"]
+        let pid: pid_t
+        do {
+            pid = try spawn([CLITests.binary] + args, env: env, output: fds[1])
+        } catch {
+            close(fds[0])
+            close(fds[1])
+            return (-1, "\(error)")
+        }
+        close(fds[1])
+        let out = readPipe(fds[0])
+        close(fds[0])
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        return ((status >> 8) & 0xff, out)
+    }
+
+    @Test func addShowListPatternsAndRemove() throws {
+        let f = try HostingFixture("tenant-cli", port: 18086)
+        defer { f.cleanUp() }
+        var (code, out) = jailctl(f, ["tenant", "add", "carol", "--domain", "carol.example", "--memory", "200M", "--pids", "40"])
+        #expect(code == 0, "\(out)")
+        (code, out) = jailctl(f, ["tenant", "add", "dave"])
+        #expect(code == 0, "\(out)")
+
+        (code, out) = jailctl(f, ["tenant", "show", "carol", "--json"])
+        #expect(code == 0)
+        let carol = try JSONDecoder().decode(TenantInfo.self, from: Data(out.utf8))
+        #expect(carol.domain == "carol.example")
+        #expect(carol.state == "running")
+        #expect(carol.webroot == f.manager.root.path + "/tenants/carol/www")
+        #expect(carol.documentRoot == "/srv/www")
+        #expect(carol.socket == f.manager.root.path + "/tenants/carol/run/php.sock")
+        #expect(carol.limits.memory == 200 << 20)
+        #expect(carol.limits.pids == 40)
+        #expect(carol.uid == 1000)
+        let range = try #require(try f.manager.state.existingIdRange(for: "php-tenant@carol"))
+        #expect(carol.hostUid == range.base + 1000)
+        // The limits the jail really got: the override, in its cgroup.
+        #expect(try f.manager.cgroup(of: "php-tenant@carol").directories.contains { FS.exists($0 + "/pids.max") })
+        // Ownership on the host: the web root is the tenant's, the socket's directory is
+        // shared only with the web server's group, home only with the jail's root and it.
+        var st = stat()
+        #expect(stat(carol.webroot, &st) == 0 && st.st_uid == range.base + 1000 && st.st_mode & 0o777 == 0o755)
+        #expect(stat(f.manager.root.path + "/tenants/carol/run", &st) == 0 && st.st_uid == range.base + 1000
+                && st.st_gid == 33 && st.st_mode & 0o777 == 0o750)
+        #expect(stat(carol.home, &st) == 0 && st.st_uid == range.base && st.st_gid == 33 && st.st_mode & 0o777 == 0o750)
+
+        (code, out) = jailctl(f, ["tenant", "list", "--json"])
+        let list = try JSONDecoder().decode([TenantInfo].self, from: Data(out.utf8))
+        #expect(list.map(\.name) == ["carol", "dave"])
+        #expect(list.map(\.domain) == ["carol.example", "dave.test"])
+
+        (code, out) = jailctl(f, ["status", "php-tenant@*"])
+        #expect(code == 0)
+        #expect(out.contains("php-tenant@carol") && out.contains("php-tenant@dave"))
+        (code, out) = jailctl(f, ["down", "php-tenant@*"])
+        #expect(out == "php-tenant@carol: stopped\nphp-tenant@dave: stopped\n")
+        (code, out) = jailctl(f, ["up", "php-tenant@*"])
+        #expect(code == 0)
+        #expect(out.contains("php-tenant@carol: running") && out.contains("php-tenant@dave: running"))
+
+        let confDir = f.dir.path + "/sites"
+        try FS.mkdirs(confDir)
+        (code, out) = jailctl(f, ["tenant", "nginx-config", "carol", "--write", confDir])
+        #expect(code == 0)
+        #expect(try FS.readText(confDir + "/carol.conf").contains("server_name carol.example;"))
+
+        // The jail has what a PHP site needs: CA certificates, the zone, a resolver.
+        var fds: [Int32] = [0, 0]
+        pipe(&fds)
+        let status = try f.manager.exec("php-tenant@carol", argv: ["/bin/sh", "-c",
+            "for p in /etc/ssl/certs/ca-certificates.crt /etc/resolv.conf /etc/localtime /usr/share/zoneinfo/America/New_York; do [ -e $p ] && echo $p; done"],
+            stdio: .init(stdin: -1, stdout: fds[1], stderr: fds[1]))
+        close(fds[1])
+        let found = readPipe(fds[0])
+        close(fds[0])
+        #expect(status == 0)
+        #expect(found == "/etc/ssl/certs/ca-certificates.crt\n/etc/resolv.conf\n/etc/localtime\n/usr/share/zoneinfo/America/New_York\n")
+
+        // Bad input changes nothing.
+        for args in [["tenant", "add", "Eve"], ["tenant", "add", "eve", "--domain", "no spaces"],
+                     ["tenant", "add", "eve", "--domain", "carol.example"], ["tenant", "add", "eve", "--web-group", "no-such-group"],
+                     ["tenant", "add", "eve", "--memory", "lots"], ["tenant", "add", "eve", "--template", "nothing"]]
+        {
+            (code, out) = jailctl(f, args)
+            #expect(code != 0, "\(args): \(out)")
+        }
+        #expect(try f.manager.state.tenants().map(\.name) == ["carol", "dave"])
+        #expect(!FS.exists(f.manager.root.path + "/tenants/eve"))
+        #expect(try f.manager.state.existingIdRange(for: "php-tenant@eve") == nil)
+
+        (code, out) = jailctl(f, ["tenant", "remove", "carol", "--purge"])
+        #expect(code != 0)  // --purge needs --yes
+        #expect(FS.exists(carol.home))
+        (code, out) = jailctl(f, ["tenant", "remove", "carol", "--purge", "--yes"])
+        #expect(code == 0, "\(out)")
+        #expect(!FS.exists(carol.home))
+        #expect(try f.manager.state.tenant("carol") == nil)
+        #expect(try f.manager.state.jail("php-tenant@carol") == nil)
+        (code, out) = jailctl(f, ["tenant", "remove", "dave"])
+        #expect(code == 0)
+        #expect(FS.exists(f.manager.root.path + "/tenants/dave/www"))  // kept without --purge
+        #expect(try f.manager.status(of: "php-tenant@dave")?.state == .stopped)
+    }
+}

@@ -90,12 +90,24 @@ public struct TenantManager {
         spec.isolation.limits = record.apply(to: spec.isolation.limits)
         let prepared = try jails.prepare(spec, set: set, skipVolumes: true)
 
+        // A new tenant whose jail fails to come up leaves nothing: no record, no uid range,
+        // no directories. An existing tenant keeps what it had.
+        let isNew = try state.tenant(name) == nil
+        let home = jails.instanceHome(name)
+        let hadHome = FS.exists(home)
+        let hadRange = try state.existingIdRange(for: jail) != nil
+        var undo = Rollback(logger: jails.logger)
+        defer { undo.run() }
         try state.save(record)
+        if isNew { undo.add("forget tenant \(name)") { try self.state.deleteTenant(name) } }
         let range = try state.idRange(for: jail)
+        if !hadRange { undo.add("release the uid range of \(jail)") { try self.state.releaseIdRange(for: jail) } }
+        if !hadHome { undo.add("remove \(home)") { try FS.removeTree(home) } }
         let owner = (uid: range.base + prepared.uid, gid: range.base + prepared.gid)
         try makeDirectories(spec, tenant: t, owner: owner, jailRoot: range.base, webGid: webGid)
         try jails.writeTenantConfig(spec)
         let up = try jails.up(jail)
+        undo.commit()
         if up.alreadyRunning {
             jails.logger.info("tenant \(name): jail \(jail) was running; restart it to apply changed limits or pool settings")
         }
