@@ -168,6 +168,8 @@ __attribute__((noreturn)) static void become(const struct jl_plan *p, int error_
     if (setgroups(p->n_groups, p->groups) < 0) fail(error_fd, JL_STEP_SETGROUPS, 0);
     if (setresgid(p->gid, p->gid, p->gid) < 0) fail(error_fd, JL_STEP_SETGID, 0);
     if (setresuid(p->uid, p->uid, p->uid) < 0) fail(error_fd, JL_STEP_SETUID, 0);
+    // After the id change, which clears a parent-death signal set before it.
+    if (p->die_with_parent && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail(error_fd, JL_STEP_SETUID, 1);
     if (p->drop_caps) {
         struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
         struct __user_cap_data_struct data[2];
@@ -484,6 +486,18 @@ int jl_release(struct jl_child *c, struct jl_error *err) {
     return n == (ssize_t)sizeof *err ? 1 : 0;
 }
 
+// The process that joins a running jail and waits for the command it forks there;
+// failures go to error_fd (-1: none, the exit status 127 says it).
+__attribute__((noreturn)) static void exec_in_child(const struct jl_plan *p, const int *ns_fds, const int *ns_types,
+                                                     size_t n_ns, int root_fd, int error_fd);
+
+pid_t jl_exec_in_start(const struct jl_plan *p, const int *ns_fds, const int *ns_types, size_t n_ns, int root_fd) {
+    pid_t mid = raw_fork();
+    if (mid < 0) return -errno;
+    if (mid == 0) exec_in_child(p, ns_fds, ns_types, n_ns, root_fd, -1);
+    return mid;
+}
+
 int jl_exec_in(const struct jl_plan *p, const int *ns_fds, const int *ns_types, size_t n_ns, int root_fd,
                struct jl_error *err) {
     int ep[2];
@@ -497,37 +511,7 @@ int jl_exec_in(const struct jl_plan *p, const int *ns_fds, const int *ns_types, 
     }
     if (mid == 0) {
         close(ep[0]);
-        // Nothing in the jail may ptrace or read the memory of this process while it
-        // still holds host state.
-        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-        // Into the jail's cgroups first, so the command runs with the jail's limits.
-        for (size_t i = 0; i < p->n_cgroup_fds; i++) {
-            ssize_t w;
-            do w = write(p->cgroup_fds[i], "0", 1);
-            while (w < 0 && errno == EINTR);
-            if (w < 0) fail(ep[1], JL_STEP_SETNS, 100 + (int)i);
-        }
-        for (size_t i = 0; i < n_ns; i++)
-            if (setns(ns_fds[i], ns_types[i]) < 0) fail(ep[1], JL_STEP_SETNS, (int)i);
-        if (fchdir(root_fd) < 0 || chroot(".") < 0) fail(ep[1], JL_STEP_CHDIR_ROOT, 0);
-        // setns into a pid namespace applies to children only.
-        pid_t child = raw_fork();
-        if (child < 0) fail(ep[1], JL_STEP_FORK, 0);
-        if (child == 0) {
-            if (chdir("/") < 0) fail(ep[1], JL_STEP_CHDIR_ROOT, 1);
-            become(p, ep[1]);
-        }
-        close(ep[1]);
-        int status = 0;
-        while (waitpid(child, &status, 0) < 0)
-            if (errno != EINTR) _exit(127);
-        if (WIFSIGNALED(status)) {
-            // Die the same way, so the caller sees the jail command's signal.
-            signal(WTERMSIG(status), SIG_DFL);
-            prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-            kill(getpid(), WTERMSIG(status));
-        }
-        _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 127);
+        exec_in_child(p, ns_fds, ns_types, n_ns, root_fd, ep[1]);
     }
     close(ep[1]);
     ssize_t n = read_full(ep[0], err, sizeof *err);
@@ -537,6 +521,41 @@ int jl_exec_in(const struct jl_plan *p, const int *ns_fds, const int *ns_types, 
         if (errno != EINTR) return -errno;
     if (n == (ssize_t)sizeof *err) return -1000;
     return status;
+}
+
+static void exec_in_child(const struct jl_plan *p, const int *ns_fds, const int *ns_types, size_t n_ns, int root_fd,
+                          int error_fd) {
+    // Nothing in the jail may ptrace or read the memory of this process while it
+    // still holds host state.
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    // Into the jail's cgroups first, so the command runs with the jail's limits.
+    for (size_t i = 0; i < p->n_cgroup_fds; i++) {
+        ssize_t w;
+        do w = write(p->cgroup_fds[i], "0", 1);
+        while (w < 0 && errno == EINTR);
+        if (w < 0) fail(error_fd, JL_STEP_SETNS, 100 + (int)i);
+    }
+    for (size_t i = 0; i < n_ns; i++)
+        if (setns(ns_fds[i], ns_types[i]) < 0) fail(error_fd, JL_STEP_SETNS, (int)i);
+    if (fchdir(root_fd) < 0 || chroot(".") < 0) fail(error_fd, JL_STEP_CHDIR_ROOT, 0);
+    // setns into a pid namespace applies to children only.
+    pid_t child = raw_fork();
+    if (child < 0) fail(error_fd, JL_STEP_FORK, 0);
+    if (child == 0) {
+        if (chdir("/") < 0) fail(error_fd, JL_STEP_CHDIR_ROOT, 1);
+        become(p, error_fd);
+    }
+    if (error_fd >= 0) close(error_fd);
+    int status = 0;
+    while (waitpid(child, &status, 0) < 0)
+        if (errno != EINTR) _exit(127);
+    if (WIFSIGNALED(status)) {
+        // Die the same way, so the caller sees the jail command's signal.
+        signal(WTERMSIG(status), SIG_DFL);
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        kill(getpid(), WTERMSIG(status));
+    }
+    _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 127);
 }
 
 unsigned long long jl_proc_start_time(pid_t pid) {

@@ -236,6 +236,8 @@ struct Logs: ParsableCommand {
     var follow = false
     @Option(name: [.customShort("n"), .long], help: "Only the last N lines.")
     var lines: Int?
+    @Option(help: "Only lines since a time ago (30s, 10m, 2h, 1d) or a UTC time (2026-11-30T04:20); reads rotated files too.")
+    var since: String?
     @Argument var name: String
 
     func run() throws {
@@ -253,6 +255,15 @@ struct Logs: ParsableCommand {
                 all.append(contentsOf: buf[0..<n])
             }
             var text = String(decoding: all, as: UTF8.self)
+            if let since {
+                guard let stamp = LogQuery.sinceStamp(since, now: wallClock()) else {
+                    throw JailError(.invalidSpec, "--since \(since): expected 30s, 10m, 2h, 1d or a UTC time like 2026-11-30T04:20")
+                }
+                // Older lines live in the rotated files; the open one was read above, so
+                // a rotation meanwhile loses nothing that -f would not print.
+                let older = LogQuery.rotatedText(m.root, jail: name)
+                text = LogQuery.lines(older + text, since: stamp).joined(separator: "\n")
+            }
             if let lines {
                 text = text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines + 1).joined(separator: "\n")
             }

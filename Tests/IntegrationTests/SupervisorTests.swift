@@ -49,7 +49,7 @@ struct SupervisorTests {
         let alerts = f.dir.path + "/alerts"
         try FS.writeAtomically(f.specs + "/jailctl.toml", """
             [supervisor]
-            notify = ["/bin/sh", "-c", "echo \\"$JAILCTL_EVENT $JAILCTL_JAIL\\" >> \(alerts)"]
+            notify = ["/bin/sh", "-c", "echo \\"$JAILCTL_EVENT $JAILCTL_JAIL $(cat)\\" >> \(alerts)"]
 
             """)
         let daemon = try startDaemon(f)
@@ -58,7 +58,9 @@ struct SupervisorTests {
         #expect(try waitFor(15) { try f.manager.status(of: "crash")?.crashLoop == true })
         // The notify command ran once, with the alert in its environment.
         #expect(waitFor(5) { ((try? FS.readText(alerts)) ?? "").hasSuffix("\n") })
-        #expect(((try? FS.readText(alerts)) ?? "").split(separator: "\n").map { $0.split(separator: " ").prefix(2).joined(separator: " ") } == ["crashloop crash"])
+        let lines = ((try? FS.readText(alerts)) ?? "").split(separator: "\n")
+        #expect(lines.map { $0.split(separator: " ").prefix(2).joined(separator: " ") } == ["crashloop crash"])
+        #expect(lines.first?.contains("{\"kind\":\"crashloop\",\"jail\":\"crash\",\"detail\":\"4 restarts within 60s;") == true, "\(lines)")
         let events = try f.manager.state.events(jail: "crash")
         let restarts = events.filter { $0.kind == "restart" }.map(\.time)
         #expect(restarts.count == 4)
@@ -125,5 +127,52 @@ struct SupervisorTests {
         stopDaemon(daemon)
         for i in 0..<3 { _ = try f.manager.down("s\(i)") }
         _ = try f.manager.down("flaky")
+    }
+
+    /// The issue's live-restore check: 20 times in a row, SIGKILL the daemon while 10 jails
+    /// run (8 writing numbered lines, one crashing meanwhile), and start it again.
+    @Test func twentyDaemonKillsLoseNoJailAndNoLogLine() throws {
+        let f = try JailFixture("sup-20")
+        defer { f.cleanUp() }
+        let writers = (0..<8).map { "w\($0)" }
+        for w in writers {
+            try f.jail(w, """
+                image = "probe"
+                command = ["/bin/sh", "-c", "i=0; while true; do i=$((i + 1)); echo \\"line $i\\"; sleep 0.05; done"]
+                restart = "always"
+                stop_timeout = 1
+                """)
+        }
+        try f.sleeper("idle", extra: "restart = \"always\"")
+        try f.jail("crasher", """
+            image = "probe"
+            command = ["/bin/sh", "-c", "sleep 0.7; exit 3"]
+            restart = "always"
+            restart_delay = 0.05
+            restart_max_delay = 0.5
+            restart_limit = 1000
+            """)
+        var daemon = try startDaemon(f)
+        for name in writers + ["idle", "crasher"] { _ = try f.manager.up(name) }
+        let pids = try (writers + ["idle"]).map { try f.manager.status(of: $0)?.pid }
+        for _ in 0..<20 {
+            stopDaemon(daemon, signal: SIGKILL)
+            usleep(100_000)
+            daemon = try startDaemon(f)
+            usleep(100_000)
+        }
+        // Every jail is running: the same processes, or (the crasher) restarted.
+        #expect(try (writers + ["idle"]).map { try f.manager.status(of: $0)?.pid } == pids)
+        #expect(try waitFor(5) { try f.manager.status(of: "crasher")?.state == .running })
+        let events = try f.manager.state.events(jail: "crasher", limit: 1000)
+        #expect(events.filter { $0.kind == "exit" }.count >= 3 && events.filter { $0.kind == "restart" }.count >= 3)
+        stopDaemon(daemon)
+        for name in writers + ["idle", "crasher"] { _ = try f.manager.down(name) }
+        // No numbered line is missing: 1, 2, 3, ... in each writer's log.
+        for w in writers {
+            let numbers = try FS.readText(f.manager.root.jailLog(w)).split(separator: "\n")
+                .compactMap { $0.split(separator: " ").last.flatMap { Int($0) } }
+            #expect(numbers.count > 20 && numbers == Array(1...numbers.count), "\(w): \(numbers.count) lines")
+        }
     }
 }

@@ -1,3 +1,4 @@
+import CJailLaunch
 import Glibc
 import Testing
 
@@ -103,6 +104,9 @@ func spawn(_ argv: [String], env: [String], output: Int32? = nil, appendTo file:
         posix_spawn_file_actions_addopen(&actions, 1, file, O_WRONLY | O_CREAT | O_APPEND, 0o644)
     }
     posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    // Tests run in parallel: pipes another test holds open must not leak into a
+    // long-lived child (its reader would wait for that child's end).
+    _ = jl_spawn_actions_closefrom(&actions, 3)
     let cargs = argv.map { strdup($0) } + [nil]
     let cenv = env.map { strdup($0) } + [nil]
     defer { for p in cargs + cenv { free(p) } }

@@ -217,6 +217,22 @@ import Testing
             ])
     }
 
+    @Test func healthTable() throws {
+        let base = "image = \"shell\"\ncommand = [\"/bin/sh\"]\n"
+        let (jail, d) = SpecLoader.parseJail(source: base + "[health]\nfcgi = \"/ping\"\nsocket = \"/run/php/fpm.sock\"\ninterval = 5\nretries = 2\nstart_period = 10\n",
+                                             file: "Jails/web.toml", name: "web")
+        #expect(d.isEmpty)
+        let h = try #require(jail?.supervision.health)
+        #expect(h.check == .fcgi(path: "/ping") && h.endpoint == .socket("/run/php/fpm.sock"))
+        #expect(h.interval == 5 && h.timeout == 2 && h.retries == 2 && h.startPeriod == 10)
+        #expect(summaries(base + "[health]\ntcp = 80\nhttp = \"/\"\n") == ["3:2 error: health: more than one check: http, tcp"])
+        #expect(summaries(base + "[health]\ninterval = 3\n") == ["3:2 error: health: no check"])
+        #expect(summaries(base + "[health]\nhttp = \"/x\"\n") == ["3:2 error: health: http and fcgi checks need port or socket"])
+        #expect(summaries(base + "[health]\nhttp = \"/a b\"\nport = 80\n") == ["4:8 error: health.http: \"/a b\" is not an absolute URL path of up to 100 printable characters"])
+        #expect(summaries(base + "[health]\ntcp = 80\nport = 81\n") == ["5:1 error: health.port: only http and fcgi checks connect to a port or socket"])
+        #expect(summaries(base + "[health]\ntcp = 0\n").first?.hasPrefix("4:7 error: health.tcp:") == true, "\(summaries(base + "[health]\ntcp = 0\n"))")
+    }
+
     @Test func namesHostnameEnvSignalTimeout() {
         let source = """
             image = "Shell"

@@ -164,6 +164,23 @@ int main(int argc, char **argv) {
             close(c);
         }
     }
+    if (argc > 2 && !strcmp(argv[1], "http")) {
+        // A minimal HTTP server on PORT: 200, or 500 while /tmp/unhealthy exists.
+        int s = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[2]))};
+        if (bind(s, (struct sockaddr *)&a, sizeof a) < 0 || listen(s, 8) < 0) return 2;
+        for (;;) {
+            int c = accept(s, NULL, NULL);
+            if (c < 0) continue;
+            char req[512];
+            if (read(c, req, sizeof req) < 0) perror("read");
+            const char *reply = access("/tmp/unhealthy", F_OK) == 0
+                ? "HTTP/1.0 500 Internal Server Error\r\n\r\nbad\n" : "HTTP/1.0 200 OK\r\n\r\nok\n";
+            if (write(c, reply, strlen(reply)) < 0) perror("write");
+            close(c);
+        }
+    }
     if (argc > 2 && !strcmp(argv[1], "signal-self")) {
         kill(getpid(), atoi(argv[2]));
         return 99;

@@ -127,6 +127,9 @@ struct jl_plan {
     // the joining process writes "0" into each before it forks the command.
     const int *cgroup_fds;
     size_t n_cgroup_fds;
+    // jl_exec_in_start only: the command gets SIGKILL when the process that waits for it
+    // dies (a health check killed at its timeout takes its command with it).
+    int die_with_parent;
 };
 
 // Result of jl_spawn.
@@ -153,6 +156,27 @@ int jl_release(struct jl_child *child, struct jl_error *err);
 // On a failure inside the child, err is filled in and the return value is -1000.
 int jl_exec_in(const struct jl_plan *plan, const int *ns_fds, const int *ns_types, size_t n_ns,
                int root_fd, struct jl_error *err);
+
+// What jl_exec_in runs, without waiting: returns the pid of the process that waits for
+// the command (its exit status mirrors the command's; 127 when it could not start), or
+// -errno. The caller reaps it.
+pid_t jl_exec_in_start(const struct jl_plan *plan, const int *ns_fds, const int *ns_types, size_t n_ns,
+                       int root_fd);
+
+// A network health probe in a forked process, so the caller never blocks on a slow or
+// hostile service. In netns_fd's namespace (-1: the caller's), it connects to addr
+// (AF_INET or AF_UNIX) within timeout_ms and, by kind, stops there (TCP), sends
+// "GET path" (HTTP; 2xx/3xx is healthy) or a FastCGI GET of path (healthy: a completed
+// request whose Status, if any, is 2xx/3xx; php-fpm's ping page). It writes one line of
+// reason to report_fd and exits 0 (healthy) or 1. Returns its pid or -errno.
+enum jl_probe_kind { JL_PROBE_TCP = 1, JL_PROBE_HTTP = 2, JL_PROBE_FCGI = 3 };
+pid_t jl_probe_start(int kind, int netns_fd, const void *addr, unsigned int addr_len, const char *path,
+                     int timeout_ms, int report_fd);
+
+// posix_spawn_file_actions_addclosefrom_np (glibc 2.34), which Swift's Glibc module
+// does not show: the spawned program gets no descriptor above lowfd - 1. actions is a
+// posix_spawn_file_actions_t *. Returns 0 or an errno value.
+int jl_spawn_actions_closefrom(void *actions, int lowfd);
 
 // pidfd wrappers (raw system calls Swift cannot reach: syscall() is variadic).
 // Return an fd or 0 on success, -errno on failure.

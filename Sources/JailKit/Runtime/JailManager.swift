@@ -22,11 +22,13 @@ public struct JailStatus: Sendable, Equatable, Codable {
     /// The image this run started from no longer matches its host sources (a package
     /// upgrade): `jailctl build` and a restart pick up the new files.
     public var staleImage = false
+    /// The supervisor's last verdict of a running jail with `[health]`.
+    public var health: HealthState?
 
     public var summary: String {
         if crashLoop { return "crash-loop" }
         switch state {
-        case .running: return "running"
+        case .running: return health.map { "running (\($0.rawValue))" } ?? "running"
         case .stopped: return "stopped"
         case .exited:
             if let s = signal { return oomKilled ? "exited (signal \(s), OOM)" : "exited (signal \(s))" }
@@ -141,9 +143,9 @@ public final class JailManager {
     }
 
     /// Starts a jail detached, under a monitor that records its exit. An explicit `up`
-    /// also clears a crash loop; the supervisor's restarts (`restart: true`) keep the
-    /// failure count that drives the backoff.
-    public func up(_ name: String, restart: Bool = false) throws -> UpResult {
+    /// also clears a crash loop; the supervisor's restarts (`restart: true`) record the
+    /// failure count that drives the backoff (`failures`, else the previous one).
+    public func up(_ name: String, restart: Bool = false, failures: Int? = nil) throws -> UpResult {
         let lock = try JailLock(root: root, jail: name)
         defer { lock.release() }
         let previous = try state.jail(name)
@@ -218,7 +220,7 @@ public final class JailManager {
         let record = JailRecord(name: name, image: spec.image, imageHash: prepared.image.hash, state: .running,
                                 pid: child.pid, startTime: Int64(child.startTime), monitorPid: child.monitor,
                                 startedAt: started, endedAt: nil, exitStatus: nil, specFile: spec.file,
-                                wanted: true, failures: restart ? previous?.failures ?? 0 : 0, crashLoop: false)
+                                wanted: true, failures: restart ? failures ?? previous?.failures ?? 0 : 0, crashLoop: false)
         try state.save(record)
         try state.record(event: restart ? "restart" : "start", jail: name, detail: "pid \(child.pid) image \(spec.image)@\(prepared.image.hash.prefix(12))")
         undo.commit()
@@ -448,6 +450,9 @@ public final class JailManager {
         if state != .running { s.oomKilled = oomKilled(r) }
         s.crashLoop = r.crashLoop
         s.restarts = r.failures
+        if state == .running, let text = try? FS.readText(root.jailRun(r.name) + "/health") {
+            s.health = text.split(separator: " ").first.flatMap { HealthState(rawValue: String($0)) }
+        }
         return s
     }
 
@@ -459,6 +464,25 @@ public final class JailManager {
 
     /// Runs a command inside a running jail with the jail's user and root.
     public func exec(_ name: String, argv: [String], stdio: Launcher.Stdio = .inherit) throws -> Int32 {
+        let (plan, pid) = try execPlan(name, argv: argv)
+        return try Launcher.exec(plan, jailPid: pid, namespaces: plan.namespaces, stdio: stdio,
+                                 cgroupDirectories: try cgroup(of: name).directories)
+    }
+
+    /// `exec` without waiting, for health checks: the pid to reap (exit status = the
+    /// command's); `output` takes its stdout and stderr.
+    public func startExec(_ name: String, argv: [String], output: Int32) throws -> pid_t {
+        let (plan, pid) = try execPlan(name, argv: argv)
+        let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        if null < 0 { throw SystemError("open /dev/null") }
+        defer { close(null) }
+        return try Launcher.startExec(plan, jailPid: pid, namespaces: plan.namespaces,
+                                      stdio: .init(stdin: null, stdout: output, stderr: output),
+                                      cgroupDirectories: try cgroup(of: name).directories)
+    }
+
+    /// The jail's own launch plan with argv for its command and no mounts (they exist).
+    func execPlan(_ name: String, argv: [String]) throws -> (LaunchPlan, Int32) {
         guard let record = try state.jail(name), isAlive(record) else {
             throw JailError(.notFound, "jail \(name) is not running")
         }
@@ -472,8 +496,7 @@ public final class JailManager {
         var plan = try launchPlan(spec, prepared: prepared, makeDirectories: false)
         plan.mounts = []
         plan.newSession = false
-        return try Launcher.exec(plan, jailPid: record.pid, namespaces: plan.namespaces, stdio: stdio,
-                                 cgroupDirectories: try cgroup(of: name).directories)
+        return (plan, record.pid)
     }
 
     func findInPath(_ command: String, imageRoot: String) throws -> String {

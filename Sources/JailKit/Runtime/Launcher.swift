@@ -74,6 +74,46 @@ public enum Launcher {
     public static func exec(_ plan: LaunchPlan, jailPid: Int32, namespaces: Namespaces, stdio: Stdio,
                             cgroupDirectories: [String] = []) throws -> Int32
     {
+        try joining(jailPid: jailPid, namespaces: namespaces, cgroupDirectories: cgroupDirectories) { fds, types, rootFd, cgroupFds in
+            try withCPlan(plan, stdio: stdio) { cplan in
+                var err = jl_error()
+                let rc = cgroupFds.withUnsafeBufferPointer { cg in
+                    cplan.cgroup_fds = cg.baseAddress
+                    cplan.n_cgroup_fds = cg.count
+                    return jl_exec_in(&cplan, fds, types, fds.count, rootFd, &err)
+                }
+                if rc == -1000 { throw JailError(.launchFailed, "exec in jail \(plan.jail): \(describe(err, plan: plan))") }
+                if rc < 0 { throw JailError(.launchFailed, "exec in jail \(plan.jail): \(strerrorString(-rc))") }
+                return rc
+            }
+        }
+    }
+
+    /// `exec` without waiting (health checks): returns the pid of the process that waits
+    /// for the command; its exit status is the command's (127: it could not start). The
+    /// command dies with that process, so killing it at a timeout ends the check.
+    public static func startExec(_ plan: LaunchPlan, jailPid: Int32, namespaces: Namespaces, stdio: Stdio,
+                                 cgroupDirectories: [String] = []) throws -> pid_t
+    {
+        try joining(jailPid: jailPid, namespaces: namespaces, cgroupDirectories: cgroupDirectories) { fds, types, rootFd, cgroupFds in
+            try withCPlan(plan, stdio: stdio) { cplan in
+                cplan.die_with_parent = 1
+                let pid = cgroupFds.withUnsafeBufferPointer { cg in
+                    cplan.cgroup_fds = cg.baseAddress
+                    cplan.n_cgroup_fds = cg.count
+                    return jl_exec_in_start(&cplan, fds, types, fds.count, rootFd)
+                }
+                if pid < 0 { throw JailError(.launchFailed, "exec in jail \(plan.jail): \(strerrorString(-pid))") }
+                return pid
+            }
+        }
+    }
+
+    /// Opens what joining a running jail takes: its namespaces (in joining order), its
+    /// root, and its cgroups' cgroup.procs files.
+    static func joining<T>(jailPid: Int32, namespaces: Namespaces, cgroupDirectories: [String],
+                           _ body: ([Int32], [Int32], Int32, [Int32]) throws -> T) throws -> T
+    {
         // The user namespace would come first, then the rest; mnt last so that the
         // /proc paths above stay reachable while joining.
         let order: [(Namespaces, String)] = [(.user, "user"), (.ipc, "ipc"), (.uts, "uts"), (.net, "net"), (.pid, "pid"), (.cgroup, "cgroup"), (.mount, "mnt")]
@@ -98,17 +138,7 @@ public enum Launcher {
             if fd < 0 { throw SystemError("open \(dir)/cgroup.procs") }
             cgroupFds.append(fd)
         }
-        return try withCPlan(plan, stdio: stdio) { cplan in
-            var err = jl_error()
-            let rc = cgroupFds.withUnsafeBufferPointer { cg in
-                cplan.cgroup_fds = cg.baseAddress
-                cplan.n_cgroup_fds = cg.count
-                return jl_exec_in(&cplan, fds, types, fds.count, rootFd, &err)
-            }
-            if rc == -1000 { throw JailError(.launchFailed, "exec in jail \(plan.jail): \(describe(err, plan: plan))") }
-            if rc < 0 { throw JailError(.launchFailed, "exec in jail \(plan.jail): \(strerrorString(-rc))") }
-            return rc
-        }
+        return try body(fds, types, rootFd, cgroupFds)
     }
 
     /// Root inside is `base` outside; the parent writes the maps while the child waits,

@@ -13,8 +13,12 @@ public struct HostSettings: Sendable, Equatable {
     /// a jail's net namespace).
     public var dns: [IPv4Address] = []
     /// argv run once per alert (crash loop, unhealthy, backup too old, ...), with the
-    /// alert in JAILCTL_EVENT, JAILCTL_JAIL and JAILCTL_DETAIL; nil: alerts are events only.
+    /// alert as JSON on stdin and in JAILCTL_EVENT, JAILCTL_JAIL and JAILCTL_DETAIL; nil:
+    /// alerts are events only.
     public var notify: [String]?
+    /// The event kinds that run `notify`.
+    public var notifyEvents: Set<String> = HostSettings.defaultNotifyEvents
+    public static let defaultNotifyEvents: Set<String> = ["crashloop", "unhealthy", "restart-failed", "backup-stale", "backup-quota"]
 
     public init() {}
 }
@@ -31,7 +35,7 @@ enum HostSchema {
             guard let table = context.table(value, at: path, valid: "a table [network]") else { return }
             context.decode(table, at: path, fields: networkFields, into: &host, what: "[network]")
         },
-        SpecField("supervisor", valid: "a table [supervisor] with notify") { value, path, host, context in
+        SpecField("supervisor", valid: "a table [supervisor] with notify, notify_events") { value, path, host, context in
             guard let table = context.table(value, at: path, valid: "a table [supervisor]") else { return }
             context.decode(table, at: path, fields: supervisorFields, into: &host, what: "[supervisor]")
         },
@@ -98,7 +102,15 @@ enum HostSchema {
                 return
             }
             host.notify = argv.map(\.text)
-        }
+        },
+        SpecField("notify_events", valid: "an array of event kinds, e.g. [\"crashloop\", \"unhealthy\"]") { value, path, host, context in
+            guard let kinds = context.strings(value, at: path, valid: "an array of event kinds") else { return }
+            for k in kinds where k.text.isEmpty || !k.text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) {
+                context.report(k.path, "\"\(k.text)\" is not an event kind", valid: "letters, digits and '-', e.g. \"crashloop\"")
+                return
+            }
+            host.notifyEvents = Set(kinds.map(\.text))
+        },
     ]
 }
 

@@ -16,11 +16,18 @@ public final class Supervisor {
     private var inotify: Int32 = -1
     private var watches: [Int32: String] = [:]  // watch descriptor → jail ("" for run/)
     private var timers: [String: Double] = [:]  // jail → monotonic time of its restart
+    /// The failure count a pending restart records. Kept here, not written at decision
+    /// time: a daemon that dies before the restart must not count the same exit twice.
+    private var pendingFailures: [String: Int] = [:]
     private var listener: Int32 = -1
     private var periodic: [Periodic] = []
     public private(set) var running = false
     /// Alerts: events plus the `notify` command of jailctl.toml.
     public let notifier: Notifier
+    let health: HealthMonitor
+    /// Jails stopped for being unhealthy: their exit counts as a failure whatever its
+    /// status, and SIGKILL follows when stop_timeout passes (jail → monotonic deadline).
+    private var unhealthyStops: [String: (deadline: Double, pid: Int32, startTime: Int64)] = [:]
 
     /// Work the daemon does on a clock rather than on an event (backup freshness, health
     /// probes): the loop sleeps in poll(2) until the earliest is due.
@@ -36,7 +43,9 @@ public final class Supervisor {
     public init(manager: JailManager, logger: Logger) {
         self.manager = manager
         self.logger = logger
-        notifier = Notifier(state: manager.state, command: manager.host.notify, logger: logger)
+        notifier = Notifier(state: manager.state, command: manager.host.notify, kinds: manager.host.notifyEvents, logger: logger)
+        health = HealthMonitor(manager: manager, notifier: notifier, logger: logger)
+        health.onUnhealthy = { [unowned self] name, _ in self.stopUnhealthy(name) }
     }
 
     /// Runs `body` every `interval` seconds (the first time one interval after this call),
@@ -69,16 +78,19 @@ public final class Supervisor {
     public func run(until stop: () -> Bool = { false }) throws {
         var buf = [UInt8](repeating: 0, count: 64 * 1024)
         while !stop() {
+            let probes = health.probeFds
             var fds = [pollfd(fd: inotify, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: listener, events: Int16(POLLIN), revents: 0)]
+                + probes.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
             let timeout = nextTimeout()
-            let rc = poll(&fds, 2, timeout)
+            let rc = poll(&fds, nfds_t(fds.count), timeout)
             if rc < 0 {
                 if errno == EINTR { continue }
                 throw SystemError("poll")
             }
             if fds[0].revents != 0 { drainInotify(&buf) }
             if fds[1].revents != 0 { acceptOne() }
+            for (i, p) in probes.enumerated() where fds[2 + i].revents != 0 { health.probeEnded(p.jail) }
             fireTimers()
         }
     }
@@ -100,6 +112,7 @@ public final class Supervisor {
     }
 
     private func watch(jail: String) {
+        health.track(jail)
         guard !watches.values.contains(jail) else { return }
         let dir = manager.root.jailRun(jail)
         let wd = inotify_add_watch(inotify, dir, UInt32(IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE_SELF))
@@ -146,6 +159,9 @@ public final class Supervisor {
         do {
             guard let r = try manager.state.jail(name), r.wanted, !r.crashLoop, timers[name] == nil else { return }
             guard let status = try manager.currentStatus(of: name), status.state == .exited else { return }
+            health.forget(name)
+            // Stopped for failing its health checks: a failure, even if it exited cleanly.
+            let unhealthy = unhealthyStops.removeValue(forKey: name) != nil
             guard let r2 = try manager.state.jail(name),
                   let spec = try manager.loadSpecs().jails[name] else { return }
             let now = wallClock()
@@ -156,15 +172,17 @@ public final class Supervisor {
             let recent = events.filter { $0.kind == "restart" && $0.time >= lastStart && now - $0.time <= spec.supervision.restartWindow }
                 .map(\.time)
             let ranFor = (r2.endedAt ?? now) - r2.startedAt
-            let decision = RestartPolicy.decide(spec.supervision, exitStatus: r2.exitStatus, ranFor: ranFor,
+            let decision = RestartPolicy.decide(spec.supervision, exitStatus: unhealthy ? 1 << 8 : r2.exitStatus, ranFor: ranFor,
                                                 failures: r2.failures, recentRestarts: recent, now: now,
                                                 jitter: Double.random(in: 0.9...1.1))
             switch decision {
             case .stay:
                 return
             case .restart(let delay, let failures):
-                try manager.state.setSupervision(name, failures: failures)
-                timers[name] = monotonic() + delay
+                pendingFailures[name] = failures
+                // Due at exit + delay: a daemon restarted meanwhile does not postpone it.
+                let waited = max(0, now - (r2.endedAt ?? now))
+                timers[name] = monotonic() + max(0, delay - waited)
                 logger.info("jail \(name) ended (\(status.summary)); restarting in \(String(format: "%.2f", delay))s")
             case .crashLoop(let restarts):
                 try manager.state.setSupervision(name, crashLoop: true)
@@ -178,12 +196,21 @@ public final class Supervisor {
     }
 
     private func nextTimeout() -> Int32 {
-        guard let next = (Array(timers.values) + periodic.map(\.next)).min() else { return -1 }
+        let due = Array(timers.values) + periodic.map(\.next) + unhealthyStops.values.map(\.deadline) + [health.nextDue].compactMap { $0 }
+        guard let next = due.min() else { return -1 }
         return Int32(max(0, min(Double(Int32.max), (next - monotonic()) * 1000).rounded(.up)))
     }
 
     private func fireTimers() {
         notifier.reap()
+        health.tick()
+        for (name, stop) in unhealthyStops where stop.deadline <= monotonic() {
+            // stop_timeout passed: the same run is still there, so it goes now.
+            unhealthyStops[name]?.deadline = .infinity
+            do { try manager.kill(pid: stop.pid, startTime: UInt64(stop.startTime), signal: SIGKILL) } catch {
+                logger.error("jail \(name): SIGKILL after stop_timeout: \(error)")
+            }
+        }
         for i in periodic.indices where periodic[i].next <= monotonic() {
             periodic[i].body()
             // From now, not from when it was due: a slow run does not pile up runs.
@@ -193,9 +220,11 @@ public final class Supervisor {
         for (name, at) in timers where at <= now {
             timers[name] = nil
             do {
-                let r = try manager.up(name, restart: true)
+                let r = try manager.up(name, restart: true, failures: pendingFailures[name])
+                pendingFailures[name] = nil
                 logger.info("jail \(name) restarted (pid \(r.status.pid ?? 0))")
                 watch(jail: name)
+                health.track(name)
             } catch {
                 logger.error("jail \(name): restart failed: \(error)")
                 try? manager.state.record(event: "restart-failed", jail: name, detail: "\(error)")
@@ -205,11 +234,27 @@ public final class Supervisor {
         }
     }
 
+    /// An unhealthy jail whose policy restarts failed runs is stopped (stop_signal, then
+    /// SIGKILL after stop_timeout); its exit then goes through the restart policy as a
+    /// failure. With restart = "no" it keeps running, marked unhealthy.
+    func stopUnhealthy(_ name: String) {
+        do {
+            guard let spec = try manager.loadSpecs().jails[name], spec.supervision.restart != .no,
+                  let r = try manager.state.jail(name), manager.isAlive(r) else { return }
+            unhealthyStops[name] = (monotonic() + spec.stopTimeout, r.pid, r.startTime)
+            try manager.state.record(event: "health-stop", jail: name, detail: "stopping the unhealthy jail to restart it")
+            try manager.kill(pid: r.pid, startTime: UInt64(r.startTime), signal: spec.stopSignal)
+        } catch {
+            logger.error("jail \(name): stopping it for being unhealthy: \(error)")
+        }
+    }
+
     private func handleExitAfterFailedLaunch(_ name: String) {
         do {
             // The record still describes the last run, which has ended; count the failed
             // launch as a restart so backoff and crash-loop limits apply to it too.
             try manager.state.record(event: "restart", jail: name, detail: "launch failed")
+            if let f = pendingFailures.removeValue(forKey: name) { try manager.state.setSupervision(name, failures: f) }
         } catch {
             logger.error("jail \(name): recording a failed restart: \(error)")
         }

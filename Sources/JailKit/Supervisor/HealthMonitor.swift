@@ -1,0 +1,255 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CJailLaunch
+import Logging
+
+/// A jail's health as the supervisor last saw it; `run/<jail>/health` holds it for
+/// `status` ("healthy 1700000000.5 fcgi ok").
+public enum HealthState: String, Sendable, Codable {
+    /// No verdict yet (or only failures within start_period).
+    case starting, healthy, unhealthy
+}
+
+/// The `[health]` checks of running jails, driven by the supervisor's poll loop. Each
+/// check runs in a process of its own (a forked probe for tcp/http/fcgi, the jail's own
+/// namespaces and limits for exec), so a slow or hostile service never blocks the loop;
+/// its pidfd is in the poll set and its deadline is one of the loop's timers.
+final class HealthMonitor {
+    struct Probe {
+        let pid: pid_t
+        let pidfd: Int32
+        let report: Int32
+        let deadline: Double
+    }
+
+    struct Tracked {
+        var spec: HealthSpec
+        /// The run the verdicts are about; a new pid or start time starts over.
+        var pid: Int32
+        var startTime: Int64
+        var since: Double
+        var failures = 0
+        var state = HealthState.starting
+        var next: Double
+        var probe: Probe?
+    }
+
+    let manager: JailManager
+    let notifier: Notifier
+    let logger: Logger
+    /// Called once when a jail turns unhealthy.
+    var onUnhealthy: (String, HealthSpec) -> Void = { _, _ in }
+    private(set) var jails: [String: Tracked] = [:]
+
+    init(manager: JailManager, notifier: Notifier, logger: Logger) {
+        self.manager = manager
+        self.notifier = notifier
+        self.logger = logger
+    }
+
+    /// Looks at a jail again (started, restarted, reconciled): tracks it while it runs
+    /// with a `[health]` table; a new run starts with a clean slate.
+    func track(_ name: String) {
+        do {
+            guard let r = try manager.state.jail(name), r.wanted, manager.isAlive(r),
+                  let health = try manager.loadSpecs().jails[name]?.supervision.health
+            else {
+                forget(name)
+                return
+            }
+            if let t = jails[name], t.pid == r.pid, t.startTime == r.startTime, t.spec == health { return }
+            forget(name)
+            let now = monotonic()
+            // The first check waits one interval (or the start period, if shorter): a
+            // service is rarely listening the instant it starts.
+            jails[name] = Tracked(spec: health, pid: r.pid, startTime: r.startTime, since: now,
+                                  next: now + min(health.interval, max(health.startPeriod, 0.5)))
+            write(name, .starting, "")
+        } catch {
+            logger.error("jail \(name): health: \(error)")
+        }
+    }
+
+    func forget(_ name: String) {
+        guard let t = jails.removeValue(forKey: name) else { return }
+        if let p = t.probe { end(p, kill: true) }
+    }
+
+    /// The earliest moment something is due (a check to start or a probe's deadline).
+    var nextDue: Double? {
+        jails.values.map { $0.probe?.deadline ?? $0.next }.min()
+    }
+
+    /// The pidfds of running probes, for poll(2).
+    var probeFds: [(fd: Int32, jail: String)] {
+        jails.compactMap { name, t in t.probe.map { ($0.pidfd, name) } }
+    }
+
+    /// Starts due checks and fails those past their timeout.
+    func tick() {
+        let now = monotonic()
+        for name in jails.keys.sorted() {
+            guard let t = jails[name] else { continue }
+            if let p = t.probe {
+                if now >= p.deadline {
+                    end(p, kill: true)
+                    jails[name]?.probe = nil
+                    verdict(name, healthy: false, reason: "timed out after \(t.spec.timeout)s")
+                }
+            } else if now >= t.next {
+                start(name)
+            }
+        }
+    }
+
+    /// A probe's pidfd became readable: it ended.
+    func probeEnded(_ name: String) {
+        guard let p = jails[name]?.probe else { return }
+        let (status, reason) = end(p, kill: false)
+        jails[name]?.probe = nil
+        let healthy = status == 0
+        verdict(name, healthy: healthy, reason: reason.isEmpty ? (healthy ? "ok" : "exit status \(status)") : reason)
+    }
+
+    // MARK: one check
+
+    private func start(_ name: String) {
+        guard let t = jails[name] else { return }
+        jails[name]?.next = monotonic() + t.spec.interval
+        // Still the run we track? A restart is seen here too, when no event said so.
+        guard let r = try? manager.state.jail(name), r.pid == t.pid, r.startTime == t.startTime, manager.isAlive(r) else {
+            track(name)
+            return
+        }
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else {
+            logger.error("jail \(name): health: pipe: \(strerrorString(errno))")
+            return
+        }
+        // Only the probe gets the write end (a fork keeps it; an exec elsewhere must not).
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        _ = fcntl(fds[0], F_SETFL, O_NONBLOCK)
+        do {
+            let pid = try launch(name, t.spec, jailPid: r.pid, report: fds[1])
+            close(fds[1])
+            let pidfd = jl_pidfd_open(pid)
+            guard pidfd >= 0 else {
+                // Without a pidfd the loop would never hear of its end: wait now.
+                var st: Int32 = 0
+                _ = Glibc.kill(pid, SIGKILL)
+                while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
+                close(fds[0])
+                throw SystemError("pidfd_open", errno: -pidfd)
+            }
+            jails[name]?.probe = Probe(pid: pid, pidfd: pidfd, report: fds[0], deadline: monotonic() + t.spec.timeout)
+        } catch {
+            close(fds[0])
+            if fds[1] >= 0 { close(fds[1]) }
+            verdict(name, healthy: false, reason: "\(error)")
+        }
+    }
+
+    /// Starts the check's process; its report (or output) goes to `report`.
+    private func launch(_ name: String, _ spec: HealthSpec, jailPid: Int32, report: Int32) throws -> pid_t {
+        let timeoutMs = Int32(min(spec.timeout * 1000, Double(Int32.max)))
+        switch spec.check {
+        case .exec(let argv):
+            return try manager.startExec(name, argv: argv, output: report)
+        case .tcp(let port):
+            return try probe(JL_PROBE_TCP, name, jailPid: jailPid, endpoint: .port(port), path: "", timeoutMs, report)
+        case .http(let path):
+            return try probe(JL_PROBE_HTTP, name, jailPid: jailPid, endpoint: spec.endpoint ?? .port(80), path: path, timeoutMs, report)
+        case .fcgi(let path):
+            return try probe(JL_PROBE_FCGI, name, jailPid: jailPid, endpoint: spec.endpoint ?? .port(9000), path: path, timeoutMs, report)
+        }
+    }
+
+    /// A private jail is reached at its own address from the host, the way its clients
+    /// reach it; any other at 127.0.0.1 inside its net namespace. A socket is reached
+    /// through /proc/PID/root, the jail's own view of its files.
+    private func probe(_ kind: jl_probe_kind, _ name: String, jailPid: Int32, endpoint: HealthSpec.Endpoint,
+                       path: String, _ timeoutMs: Int32, _ report: Int32) throws -> pid_t {
+        var netnsFd: Int32 = -1
+        defer { if netnsFd >= 0 { close(netnsFd) } }
+        let pid: pid_t
+        switch endpoint {
+        case .socket(let inside):
+            var addr = try unixAddress("/proc/\(jailPid)/root" + inside)
+            pid = withUnsafePointer(to: &addr) {
+                jl_probe_start(Int32(kind.rawValue), -1, $0, UInt32(MemoryLayout<sockaddr_un>.size), path, timeoutMs, report)
+            }
+        case .port(let port):
+            var host = "127.0.0.1"
+            if let text = try? FS.readText(manager.root.jailRun(name) + "/network"),
+               let address = text.split(separator: " ").last.map({ String($0).trimmingSuffixNewlines() }) {
+                host = address
+            } else {
+                netnsFd = open("/proc/\(jailPid)/ns/net", O_RDONLY | O_CLOEXEC)
+                if netnsFd < 0 { throw SystemError("open /proc/\(jailPid)/ns/net") }
+            }
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = port.bigEndian
+            guard inet_pton(AF_INET, host, &addr.sin_addr) == 1 else { throw JailError(.system, "bad address \(host)") }
+            pid = withUnsafePointer(to: &addr) {
+                jl_probe_start(Int32(kind.rawValue), netnsFd, $0, UInt32(MemoryLayout<sockaddr_in>.size), path, timeoutMs, report)
+            }
+        }
+        if pid < 0 { throw SystemError("fork a health probe", errno: -pid) }
+        return pid
+    }
+
+    /// Reaps a probe (killing it first when asked) and returns its exit status and the
+    /// first line it reported.
+    @discardableResult
+    private func end(_ p: Probe, kill: Bool) -> (Int32, String) {
+        if kill { _ = jl_pidfd_send_signal(p.pidfd, SIGKILL) }
+        var status: Int32 = 0
+        while waitpid(p.pid, &status, 0) < 0 && errno == EINTR {}
+        var buf = [UInt8](repeating: 0, count: 512)
+        let n = read(p.report, &buf, buf.count)
+        close(p.report)
+        close(p.pidfd)
+        let text = n > 0 ? String(decoding: buf[0..<n], as: UTF8.self) : ""
+        let line = text.split(separator: "\n").first.map(String.init) ?? ""
+        let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return (code, String(line.prefix(200)))
+    }
+
+    // MARK: verdicts
+
+    private func verdict(_ name: String, healthy: Bool, reason: String) {
+        guard var t = jails[name] else { return }
+        if healthy {
+            if t.state == .unhealthy {
+                do { try manager.state.record(event: "healthy", jail: name, detail: reason) } catch {
+                    logger.error("jail \(name): recording its recovery: \(error)")
+                }
+            }
+            if t.state != .healthy { write(name, .healthy, reason) }
+            t.failures = 0
+            t.state = .healthy
+            jails[name] = t
+            return
+        }
+        // Failures while the service starts up do not count.
+        if t.state == .starting && monotonic() - t.since < t.spec.startPeriod { return }
+        t.failures += 1
+        logger.info("jail \(name): health check failed (\(t.failures)/\(t.spec.retries)): \(reason)")
+        let turnsUnhealthy = t.failures >= t.spec.retries && t.state != .unhealthy
+        if turnsUnhealthy { t.state = .unhealthy }
+        jails[name] = t
+        guard turnsUnhealthy else { return }
+        write(name, .unhealthy, reason)
+        notifier.alert(kind: "unhealthy", jail: name, detail: "\(t.failures) failed checks in a row; last: \(reason)")
+        onUnhealthy(name, t.spec)
+    }
+
+    private func write(_ name: String, _ state: HealthState, _ reason: String) {
+        let line = "\(state.rawValue) \(wallClock()) \(reason.replacingOccurrences(of: "\n", with: " "))\n"
+        do { try FS.writeAtomically(manager.root.jailRun(name) + "/health", line, mode: 0o644) } catch {
+            logger.error("jail \(name): writing its health: \(error)")
+        }
+    }
+}
