@@ -167,6 +167,33 @@ struct TenantCLITests {
         #expect(code == 0)
         #expect(out.contains("php-tenant@carol: running") && out.contains("php-tenant@dave: running"))
 
+        // The supervisor health-checks instances through php-fpm's ping page over the
+        // tenant's socket, and restarts one whose master was killed.
+        let daemon = try spawn([CLITests.binary, "daemon"],
+                               env: ["JAILCTL_ROOT=\(f.manager.root.path)", "JAILCTL_SPECS=\(f.specs)", "PATH=/usr/bin:/bin"],
+                               appendTo: f.dir.path + "/daemon.log")
+        defer {
+            kill(daemon, SIGTERM)
+            var st: Int32 = 0
+            waitpid(daemon, &st, 0)
+        }
+        var healthy = false
+        let deadline = monotonic() + 20
+        while !healthy && monotonic() < deadline {
+            healthy = try f.manager.status(of: "php-tenant@dave")?.health == .healthy
+            if !healthy { usleep(200_000) }
+        }
+        #expect(healthy, "\((try? FS.readText(f.dir.path + "/daemon.log")) ?? "")")
+        let before = try #require(try f.manager.state.jail("php-tenant@dave"))
+        #expect(kill(before.pid, SIGKILL) == 0)
+        var restarted = false
+        let again = monotonic() + 15
+        while !restarted && monotonic() < again {
+            if let now = try f.manager.state.jail("php-tenant@dave"), now.pid != before.pid, f.manager.isAlive(now) { restarted = true }
+            if !restarted { usleep(100_000) }
+        }
+        #expect(restarted)
+
         let confDir = f.dir.path + "/sites"
         try FS.mkdirs(confDir)
         (code, out) = jailctl(f, ["tenant", "nginx-config", "carol", "--write", confDir])

@@ -53,7 +53,7 @@ final class HealthMonitor {
     func track(_ name: String) {
         do {
             guard let r = try manager.state.jail(name), r.wanted, manager.isAlive(r),
-                  let health = try manager.loadSpecs().jails[name]?.supervision.health
+                  let health = try manager.definedSpec(name)?.supervision.health
             else {
                 forget(name)
                 return
