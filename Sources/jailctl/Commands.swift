@@ -22,7 +22,7 @@ struct Validate: ParsableCommand {
             throw ExitCode(1)
         }
         if selected.contains(where: { $0.severity == .error }) { throw ExitCode(1) }
-        print("ok: \(set.images.count) images, \(set.jails.count) jails")
+        print("ok: \(set.images.count) images, \(set.jails.count) jails" + (set.templates.isEmpty ? "" : ", \(set.templates.count) templates"))
     }
 }
 
@@ -113,7 +113,12 @@ struct Up: ParsableCommand {
     func run() throws {
         try guarded {
             let m = try global.manager()
-            let order = all ? JailManager.startOrder(try m.loadSpecs()) : try m.expandNames(names)
+            var order = try m.expandNames(names)
+            if all {
+                // Plain jails in `after` order, then every known instance of each template.
+                let set = try m.loadSpecs()
+                order = JailManager.startOrder(set) + (try m.expandNames(set.templates.keys.sorted().map { $0 + "@*" }))
+            }
             for name in order {
                 let r = try m.up(name)
                 if r.alreadyRunning {

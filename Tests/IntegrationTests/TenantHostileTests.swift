@@ -67,6 +67,14 @@ struct TenantHostileTests {
         #expect(attack(f, "read", bob.webroot + "/secret.txt") == "denied")
         #expect(attack(f, "read", "/srv/www/secret.txt") == "read:secret of alice\n")
         #expect(attack(f, "list", "/home") == "denied")
+        // A symlink in alice's web root to bob's file (made by alice, e.g. over SFTP): the
+        // host's nginx, which can read both, does not follow it.
+        let alice = try f.tenants.info("alice")
+        #expect(symlink(bob.webroot + "/secret.txt", alice.webroot + "/steal.txt") == 0)
+        #expect(lchown(alice.webroot + "/steal.txt", try #require(alice.hostUid), try #require(alice.hostGid)) == 0)
+        let stolen = f.get("alice.test", "/steal.txt")
+        #expect(stolen != nil && stolen?.status != 200)
+        #expect(stolen?.body.contains("secret of bob") == false)
         #expect(attack(f, "read", "/etc/shadow") == "denied")
         #expect(attack(f, "read", "/etc/passwd") == "denied")
         // The jail, not only open_basedir: a shell in alice's jail finds none of it.

@@ -174,6 +174,7 @@ import Testing
         #expect(text.contains("fastcgi_param SCRIPT_FILENAME   /srv/www$fastcgi_script_name;"))
         #expect(text.contains("fastcgi_param DOCUMENT_ROOT     /srv/www;"))
         #expect(!text.contains("include"))
+        #expect(text.contains("disable_symlinks if_not_owner from=$document_root;"))
         #expect(text.contains("client_max_body_size 128m;"))
     }
 

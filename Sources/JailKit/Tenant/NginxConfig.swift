@@ -63,6 +63,9 @@ public enum NginxConfig {
                 root \(i.webroot);
                 index index.php index.html;
                 client_max_body_size \(max(1, i.maxBody >> 20))m;
+                # nginx reads every tenant's files: a tenant's symlink to another's file
+                # (or to anything it does not own) is not followed.
+                disable_symlinks if_not_owner from=$document_root;
 
                 location ~ /\\. { deny all; }
                 location / {
