@@ -20,7 +20,10 @@ final class HostingFixture {
     static let repo = Probe.tests + "/.."
 
     /// `listen`: the address nginx listens on (127.0.0.1 unless a test made another).
-    init(_ tag: String, port: UInt16, listen: String = "127.0.0.1", templateEdit: (String) -> String = { $0 }) throws {
+    /// `pool`: the suite's own part of this checkout's 10.90.0.0/24, so suites running
+    /// in parallel (each with its own state database) never lease the same address.
+    init(_ tag: String, port: UInt16, pool: String, listen: String = "127.0.0.1",
+         templateEdit: (String) -> String = { $0 }) throws {
         try requireRoot()
         dir = try TempDir(tag)
         self.port = port
@@ -29,7 +32,7 @@ final class HostingFixture {
         try FS.mkdirs(specs + "/Images")
         try FS.mkdirs(specs + "/Jails")
         // Private networks of this checkout's tests come from their own pool.
-        try FS.writeAtomically(specs + "/jailctl.toml", "[network]\npool = \"10.90.0.0/24\"\n")
+        try FS.writeAtomically(specs + "/jailctl.toml", "[network]\npool = \"\(pool)\"\n")
         try FS.writeAtomically(specs + "/Images/php-fpm.toml", try FS.readText(Self.repo + "/Images/php-fpm.toml"))
         try FS.writeAtomically(specs + "/Jails/php-tenant@.toml", templateEdit(try FS.readText(Self.repo + "/Jails/php-tenant@.toml")))
         manager = try JailManager(root: StateRoot(path: dir.path + "/state"), specsDirectory: specs)

@@ -55,7 +55,7 @@ struct TenantHostileTests {
     }
 
     @Test func aliceReachesNeitherBobNorTheHost() throws {
-        let f = try HostingFixture("hostile", port: 18081)
+        let f = try HostingFixture("hostile", port: 18081, pool: "10.90.0.64/26")
         defer { f.cleanUp() }
         try f.addTenant("alice", files: hostileSite("alice"))
         let bob = try f.addTenant("bob", files: hostileSite("bob"))
@@ -134,7 +134,7 @@ struct TenantHostileTests {
     }
 
     @Test func forkBombStopsAtThePidsLimit() throws {
-        let f = try HostingFixture("forkbomb", port: 18082)
+        let f = try HostingFixture("forkbomb", port: 18082, pool: "10.90.0.64/26")
         defer { f.cleanUp() }
         try f.addTenant("alice", files: hostileSite("alice"))
         try f.addTenant("bob", files: hostileSite("bob"))
@@ -160,7 +160,7 @@ struct TenantHostileTests {
     }
 
     @Test func memoryPastTheLimitRestartsOnlyAlicesWorkers() throws {
-        let f = try HostingFixture("memory", port: 18083)
+        let f = try HostingFixture("memory", port: 18083, pool: "10.90.0.64/26")
         defer { f.cleanUp() }
         var o = TenantOptions()
         o.memory = 160 << 20
@@ -198,7 +198,7 @@ struct TenantHostileTests {
     }
 
     @Test func cpuSpinLeavesBobsLatencyWithinTwiceIdle() throws {
-        let f = try HostingFixture("cpu", port: 18084)
+        let f = try HostingFixture("cpu", port: 18084, pool: "10.90.0.64/26")
         defer { f.cleanUp() }
         try f.addTenant("alice", files: hostileSite("alice"))
         try f.addTenant("bob", files: hostileSite("bob"))
@@ -231,7 +231,7 @@ struct TenantHostileTests {
     }
 
     @Test func diskFillStopsAtTheTmpfsSize() throws {
-        let f = try HostingFixture("disk", port: 18085)
+        let f = try HostingFixture("disk", port: 18085, pool: "10.90.0.64/26")
         defer { f.cleanUp() }
         try f.addTenant("alice", files: hostileSite("alice"))
         try f.addTenant("bob", files: hostileSite("bob"))

@@ -56,7 +56,7 @@ struct TenantEndToEndTests {
     @Test func twoTenantsServedByNginxToAClientNamespace() throws {
         let net = try ClientNamespace()
         defer { net.remove() }
-        let f = try HostingFixture("hosting", port: 18080, listen: ClientNamespace.hostAddress)
+        let f = try HostingFixture("hosting", port: 18080, pool: "10.90.0.0/26", listen: ClientNamespace.hostAddress)
         defer { f.cleanUp() }
         let alice = try f.addTenant("alice", files: site("alice"))
         let bob = try f.addTenant("bob", files: site("bob"))
@@ -123,7 +123,7 @@ struct TenantCLITests {
     }
 
     @Test func addShowListPatternsAndRemove() throws {
-        let f = try HostingFixture("tenant-cli", port: 18086)
+        let f = try HostingFixture("tenant-cli", port: 18086, pool: "10.90.0.128/26")
         defer { f.cleanUp() }
         var (code, out) = jailctl(f, ["tenant", "add", "carol", "--domain", "carol.example", "--memory", "200M", "--pids", "40"])
         #expect(code == 0, "\(out)")
