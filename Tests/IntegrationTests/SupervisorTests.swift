@@ -175,4 +175,22 @@ struct SupervisorTests {
             #expect(numbers.count > 20 && numbers == Array(1...numbers.count), "\(w): \(numbers.count) lines")
         }
     }
+
+    @Test func aTableRemovedByAnotherToolComesBack() throws {
+        let f = try JailFixture("sup-nft", host: "[network]\npool = \"10.86.0.0/24\"")
+        defer { f.cleanUp() }
+        try f.sleeper("web", extra: "[network]\nmode = \"private\"\nports = [\"18980:80/tcp\"]")
+        let daemon = try startDaemon(f)
+        defer { stopDaemon(daemon) }
+        _ = try f.manager.up("web")
+        let table = "jailctl_\(f.manager.root.instance)"
+        let before = try f.manager.network.nft.query(["list", "table", "inet", table])
+        #expect(run(["/usr/sbin/nft", "delete", "table", "inet", table]) == 0)
+        #expect(waitFor(5) { (try? f.manager.network.nft.query(["list", "table", "inet", table])) == before })
+        #expect(try f.manager.state.events(jail: "-").contains { $0.kind == "network-reapply" })
+        _ = try f.manager.down("web")
+        // Our own removal (the last private jail went) is not undone.
+        usleep(500_000)
+        #expect(run(["/usr/sbin/nft", "list", "table", "inet", table]) != 0)
+    }
 }

@@ -72,4 +72,40 @@ import Testing
         #expect(diagnostics.count == 1)
         #expect(diagnostics.first?.description.hasPrefix("/nonexistent-spec-dir:1:1: error: not a spec directory") == true)
     }
+
+    @Test func aHostPortIsForwardedByOneJailOnly() throws {
+        let jail = { (ports: String) in "image = \"shell\"\ncommand = [\"/bin/sh\"]\n[network]\nmode = \"private\"\nports = [\(ports)]\n" }
+        try withSpecDirectory([
+            "Images/shell.toml": "binaries = [\"/bin/sh\"]\n",
+            "Jails/a.toml": jail("\"8080:80/tcp\", \"127.0.0.1:2222:22/tcp\""),
+            "Jails/b.toml": jail("\"8081:80/tcp\", \"8080:8080/tcp\""),
+            "Jails/c.toml": jail("\"8080:80/udp\", \"127.0.0.2:2222:22/tcp\""),
+            "Jails/d.toml": jail("\"127.0.0.1:2222:22/tcp\""),
+        ]) { root in
+            let (set, diagnostics) = SpecLoader.load(directory: root, hostChecks: false)
+            let lines = diagnostics.map { $0.description.replacingOccurrences(of: root + "/", with: "") }
+            #expect(lines == [
+                "Jails/b.toml:5:25: error: network.ports[1]: host port 8080/tcp is already forwarded by jail a (network.ports[0] of Jails/a.toml); another host port, or a distinct host address for each",
+                "Jails/d.toml:5:10: error: network.ports[0]: host port 2222/tcp is already forwarded by jail a (network.ports[1] of Jails/a.toml); another host port, or a distinct host address for each",
+            ])
+            #expect(set.jails.keys.sorted() == ["a", "c"])
+        }
+    }
+
+    @Test func hostPortsFromProcNet() {
+        let tcp = """
+              sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+               0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1
+               1: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1
+               2: 0100007F:0050 0100007F:A000 01 00000000:00000000 00:00000000 00000000     0        0 3 1
+            """
+        let udp = "  sl  local_address\n   0: 00000000:0035 00000000:0000 07 0\n"
+        let tcp6 = "  sl  local_address\n   0: 00000000000000000000000000000000:01BB 00000000000000000000000000000000:0000 0A 0\n"
+        #expect(HostPorts.parse(tcp: tcp, tcp6: tcp6, udp: udp, udp6: "") == [
+            HostPorts.Bound(proto: .tcp, address: IPv4Address("127.0.0.1"), port: 8080),
+            HostPorts.Bound(proto: .tcp, address: nil, port: 22),
+            HostPorts.Bound(proto: .tcp, address: nil, port: 443),
+            HostPorts.Bound(proto: .udp, address: nil, port: 53),
+        ])
+    }
 }

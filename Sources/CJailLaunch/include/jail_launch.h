@@ -173,6 +173,12 @@ enum jl_probe_kind { JL_PROBE_TCP = 1, JL_PROBE_HTTP = 2, JL_PROBE_FCGI = 3 };
 pid_t jl_probe_start(int kind, int netns_fd, const void *addr, unsigned int addr_len, const char *path,
                      int timeout_ms, int report_fd);
 
+// Starts path with argv (environment: envp) as a child that dies with the calling
+// thread (PR_SET_PDEATHSIG), stdin /dev/null, stdout stdout_fd, stderr inherited, no
+// other descriptors. For helpers a daemon keeps running (nft monitor): a daemon killed
+// with SIGKILL leaves none behind. Returns the pid or -errno.
+pid_t jl_spawn_tied(const char *path, char *const argv[], char *const envp[], int stdout_fd);
+
 // posix_spawn_file_actions_addclosefrom_np (glibc 2.34), which Swift's Glibc module
 // does not show: the spawned program gets no descriptor above lowfd - 1. actions is a
 // posix_spawn_file_actions_t *. Returns 0 or an errno value.

@@ -69,6 +69,7 @@ public enum SpecLoader {
             maps[name] = (file, context.map)
         }
         diagnostics += checkOrder(set: &set, jailNames: Set(maps.keys), maps: maps, hostChecks: hostChecks)
+        diagnostics += checkPorts(set: &set, maps: maps, hostChecks: hostChecks)
         return (set, diagnostics)
     }
 

@@ -186,7 +186,8 @@ public final class StateStore: Sendable {
                 WHERE name = ? AND state = 'running' AND startTime = ?
                 """, arguments: [exitStatus, endedAt, name, startTime])
             guard db.changesCount > 0 else { return false }
-            try EventRecord(id: nil, time: wallClock(), jail: name, kind: "exit", detail: detail).insert(db)
+            // The time of death as the monitor saw it, not of our noticing.
+            try EventRecord(id: nil, time: endedAt, jail: name, kind: "exit", detail: detail).insert(db)
             return true
         }
     }

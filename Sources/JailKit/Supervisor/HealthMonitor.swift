@@ -49,11 +49,12 @@ final class HealthMonitor {
     }
 
     /// Looks at a jail again (started, restarted, reconciled): tracks it while it runs
-    /// with a `[health]` table; a new run starts with a clean slate.
-    func track(_ name: String) {
+    /// with a `[health]` table; a new run starts with a clean slate. `specs`: already
+    /// loaded ones (a reconcile of many jails reads the spec files once).
+    func track(_ name: String, specs: SpecSet? = nil) {
         do {
             guard let r = try manager.state.jail(name), r.wanted, manager.isAlive(r),
-                  let health = try manager.definedSpec(name)?.supervision.health
+                  let health = try manager.definedSpec(name, in: specs)?.supervision.health
             else {
                 forget(name)
                 return

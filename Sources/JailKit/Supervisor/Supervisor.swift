@@ -25,6 +25,7 @@ public final class Supervisor {
     /// Alerts: events plus the `notify` command of jailctl.toml.
     public let notifier: Notifier
     let health: HealthMonitor
+    let tables: TableWatcher
     /// Jails stopped for being unhealthy: their exit counts as a failure whatever its
     /// status, and SIGKILL follows when stop_timeout passes (jail → monotonic deadline).
     private var unhealthyStops: [String: (deadline: Double, pid: Int32, startTime: Int64)] = [:]
@@ -45,6 +46,7 @@ public final class Supervisor {
         self.logger = logger
         notifier = Notifier(state: manager.state, command: manager.host.notify, kinds: manager.host.notifyEvents, logger: logger)
         health = HealthMonitor(manager: manager, notifier: notifier, logger: logger)
+        tables = TableWatcher(manager: manager, logger: logger)
         health.onUnhealthy = { [unowned self] name, _ in self.stopUnhealthy(name) }
     }
 
@@ -68,6 +70,7 @@ public final class Supervisor {
         if wd < 0 { throw SystemError("inotify_add_watch \(runDir)") }
         watches[wd] = ""
         try listen()
+        tables.start()
         reconcile()
         running = true
         notifySystemd("READY=1\nSTATUS=supervising \(watches.count - 1) jails")
@@ -80,7 +83,8 @@ public final class Supervisor {
         while !stop() {
             let probes = health.probeFds
             var fds = [pollfd(fd: inotify, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: listener, events: Int16(POLLIN), revents: 0)]
+                       pollfd(fd: listener, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: tables.fd, events: Int16(POLLIN), revents: 0)]
                 + probes.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
             let timeout = nextTimeout()
             let rc = poll(&fds, nfds_t(fds.count), timeout)
@@ -90,7 +94,8 @@ public final class Supervisor {
             }
             if fds[0].revents != 0 { drainInotify(&buf) }
             if fds[1].revents != 0 { acceptOne() }
-            for (i, p) in probes.enumerated() where fds[2 + i].revents != 0 { health.probeEnded(p.jail) }
+            if fds[2].revents != 0 { tables.readable() }
+            for (i, p) in probes.enumerated() where fds[3 + i].revents != 0 { health.probeEnded(p.jail) }
             fireTimers()
         }
     }
@@ -105,14 +110,20 @@ public final class Supervisor {
             logger.error("reconcile: reading the state database: \(error)")
             return
         }
+        // One read of the spec files for all of them.
+        var specs: SpecSet?
+        do { specs = try manager.loadSpecs() } catch {
+            logger.error("reconcile: \(error); health checks wait for valid specs")
+            specs = SpecSet()
+        }
         for r in records where r.wanted {
-            watch(jail: r.name)
+            watch(jail: r.name, specs: specs)
             handleExit(r.name)
         }
     }
 
-    private func watch(jail: String) {
-        health.track(jail)
+    private func watch(jail: String, specs: SpecSet? = nil) {
+        health.track(jail, specs: specs)
         guard !watches.values.contains(jail) else { return }
         let dir = manager.root.jailRun(jail)
         let wd = inotify_add_watch(inotify, dir, UInt32(IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE_SELF))
@@ -196,7 +207,7 @@ public final class Supervisor {
     }
 
     private func nextTimeout() -> Int32 {
-        let due = Array(timers.values) + periodic.map(\.next) + unhealthyStops.values.map(\.deadline) + [health.nextDue].compactMap { $0 }
+        let due = Array(timers.values) + periodic.map(\.next) + unhealthyStops.values.map(\.deadline) + [health.nextDue, tables.nextDue].compactMap { $0 }
         guard let next = due.min() else { return -1 }
         return Int32(max(0, min(Double(Int32.max), (next - monotonic()) * 1000).rounded(.up)))
     }
@@ -204,6 +215,7 @@ public final class Supervisor {
     private func fireTimers() {
         notifier.reap()
         health.tick()
+        tables.tick()
         for (name, stop) in unhealthyStops where stop.deadline <= monotonic() {
             // stop_timeout passed: the same run is still there, so it goes now.
             unhealthyStops[name]?.deadline = .infinity

@@ -45,8 +45,8 @@ extension JailManager {
     /// The spec of a plain jail or of an instance, from freshly loaded specs; nil when
     /// neither the jail nor its template is defined (any other problem throws). The
     /// supervisor's view of a jail: instances are restarted and health-checked like any.
-    public func definedSpec(_ name: String) throws -> JailSpec? {
-        let set = try loadSpecs()
+    public func definedSpec(_ name: String, in specs: SpecSet? = nil) throws -> JailSpec? {
+        let set = try specs ?? loadSpecs()
         guard let n = SpecName.parse(name).name, n.isInstance else { return set.jails[name] }
         guard set.templates[n.base] != nil else { return nil }
         return try instanceSpec(n, in: set)
