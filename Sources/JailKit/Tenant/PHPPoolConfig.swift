@@ -75,6 +75,7 @@ public enum PHPPoolConfig {
     /// The host's zone name (Debian's /etc/timezone, else the /etc/localtime link), for
     /// PHP, which reads neither by itself; nil when it cannot be told.
     public static func hostTimezone() -> String? {
+        // No /etc/timezone (not every Debian has one) is the common case: then the link.
         if let text = try? FS.readText("/etc/timezone") {
             let zone = String(text.filter { !$0.isWhitespace })
             if isZoneName(zone) { return zone }

@@ -175,14 +175,14 @@ public struct TenantManager {
         }
         let socketDir = host(ts.socketDirectory)
         let socket = socketDir + "/" + String(ts.socket.split(separator: "/").last ?? "")
-        let uid: UInt32, gid: UInt32
-        switch spec.user {
-        case .id(let u): uid = u
-        case .name: uid = (try? jails.prepare(spec, set: set, skipVolumes: true).uid) ?? 0
-        }
-        switch spec.group {
-        case .id(let g)?: gid = g
-        default: gid = (try? jails.prepare(spec, set: set, skipVolumes: true).gid) ?? uid
+        var uid: UInt32, gid: UInt32
+        switch (spec.user, spec.group) {
+        case (.id(let u), .id(let g)?):
+            (uid, gid) = (u, g)
+        default:
+            // A name: only the image's passwd knows its ids (this builds a missing image).
+            let p = try jails.prepare(spec, set: set, skipVolumes: true)
+            (uid, gid) = (p.uid, p.gid)
         }
         let range = try state.existingIdRange(for: t.jail)
         let status = try jails.status(of: t.jail)
