@@ -122,6 +122,20 @@ struct TenantCLITests {
         return ((status >> 8) & 0xff, out)
     }
 
+    @Test func aTenantWhoseJailFailsLeavesNothing() throws {
+        // A volume whose source nobody makes: `up` fails after the tenant was recorded.
+        let f = try HostingFixture("tenant-fail", port: 18087, pool: "10.90.0.128/26") {
+            $0.replacingOccurrences(of: "[limits]", with: "[[volumes]]\nsource = \"%h/missing\"\ntarget = \"/srv/data\"\n\n[limits]")
+        }
+        defer { f.cleanUp() }
+        let error = #expect(throws: JailError.self) { try f.tenants.add("frank", options: TenantOptions()) }
+        #expect(error?.message.contains("volume source \(f.manager.instanceHome("frank"))/missing") == true, "\(String(describing: error))")
+        #expect(try f.manager.state.tenant("frank") == nil)
+        #expect(try f.manager.state.existingIdRange(for: "php-tenant@frank") == nil)
+        #expect(!FS.exists(f.manager.instanceHome("frank")))
+        #expect(try f.manager.status(of: "php-tenant@frank") == nil)
+    }
+
     @Test func addShowListPatternsAndRemove() throws {
         let f = try HostingFixture("tenant-cli", port: 18086, pool: "10.90.0.128/26")
         defer { f.cleanUp() }
