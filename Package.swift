@@ -29,6 +29,13 @@ let package = Package(
         .systemLibrary(name: "CCap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
         // The only C of the project: clone -> mounts -> pivot_root -> ids -> exec.
         .target(name: "CJailLaunch", cSettings: [.unsafeFlags(["-O2", "-Wall", "-Wextra", "-Werror"])]),
+        // The backup gate's argument check (pure C, unit-tested from Swift) and the static
+        // gate executable that jailctl copies into a backup jail's read-only config.
+        .target(name: "CBackupGate", cSettings: [.unsafeFlags(["-O2", "-Wall", "-Wextra", "-Werror"])]),
+        .executableTarget(
+            name: "jailctl-backup-gate", dependencies: ["CBackupGate"],
+            cSettings: [.unsafeFlags(["-O2", "-Wall", "-Wextra", "-Werror"])],
+            linkerSettings: [.unsafeFlags(["-static-executable", "-Xlinker", "--gc-sections", "-Xlinker", "--strip-all"])]),
         .target(
             name: "JailKit",
             dependencies: [
@@ -58,7 +65,7 @@ let package = Package(
         // Benchmarks driven in-process (scripts/bench); not part of the product.
         .executableTarget(name: "jailctl-bench", dependencies: ["JailKit"], swiftSettings: strict),
         // Golden files are read by path (#filePath), not bundled.
-        .testTarget(name: "JailKitTests", dependencies: ["JailKit"], exclude: ["Golden"], swiftSettings: strict),
+        .testTarget(name: "JailKitTests", dependencies: ["JailKit", "CBackupGate"], exclude: ["Golden"], swiftSettings: strict),
         .testTarget(name: "IntegrationTests", dependencies: ["JailKit"], swiftSettings: strict),
     ]
 )

@@ -159,10 +159,12 @@ __attribute__((noreturn)) static void become(const struct jl_plan *p, int error_
             // EINVAL: the kernel does not know this capability number, nothing to drop.
             if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) fail(error_fd, JL_STEP_CAPS, cap);
         }
-        // Lock the secure bits so that uid 0 inside gains nothing from exec or setuid:
-        // capabilities come only from the explicit sets below.
-        int bits = SECBIT_KEEP_CAPS | SECBIT_NO_SETUID_FIXUP | SECBIT_NOROOT | SECBIT_NO_SETUID_FIXUP_LOCKED |
-                   SECBIT_NOROOT_LOCKED | SECBIT_KEEP_CAPS_LOCKED;
+        // uid 0 inside gains nothing from exec (NOROOT, locked): capabilities come only
+        // from the explicit sets below. The setuid fixup stays on, and locked on, so that a
+        // service that drops privileges (sshd to its session user) loses every capability
+        // with its uid, as it expects; KEEP_CAPS carries the kept set across our own
+        // setresuid below and is cleared by the kernel at execve.
+        int bits = SECBIT_KEEP_CAPS | SECBIT_NOROOT | SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_NOROOT_LOCKED;
         if (prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) < 0) fail(error_fd, JL_STEP_CAPS, 100);
     }
     if (setgroups(p->n_groups, p->groups) < 0) fail(error_fd, JL_STEP_SETGROUPS, 0);

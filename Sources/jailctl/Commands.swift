@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Glibc
 import JailKit
+import Logging
 
 struct Validate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Check spec files; print every error as FILE:LINE:COLUMN.")
@@ -34,6 +35,8 @@ struct Build: ParsableCommand {
     var explain = false
     @Flag(help: "List stale images and the sources that changed, without building; exit 1 if any is stale.")
     var check = false
+    @Flag(help: "With --check: record an image-stale event for each stale image (the apt hook's way).")
+    var record = false
     @Flag(help: "Rebuild even if the image is up to date.")
     var force = false
     @Argument(help: "Image names (default: all).")
@@ -63,6 +66,13 @@ struct Build: ParsableCommand {
                         stale = true
                         print("\(name): \(changes == nil ? "not built" : "stale")")
                         for c in changes ?? [] { print("  \(c)") }
+                        if record, let changes {
+                            // An alert like the daemon's: an event, and notify when chosen.
+                            Notifier(state: m.state, command: m.host.notify, kinds: m.host.notifyEvents, logger: Logger(label: "jailctl"))
+                                .alert(kind: "image-stale", jail: "image:\(name)",
+                                       detail: changes.prefix(5).map(\.description).joined(separator: "; ")
+                                           + (changes.count > 5 ? " (and \(changes.count - 5) more)" : ""))
+                        }
                     }
                     continue
                 }
@@ -86,15 +96,65 @@ struct Images: ParsableCommand {
     func run() throws {
         try guarded {
             let m = try global.manager()
-            let records = try m.state.images()
+            let usage = try m.images.usage()
             if json {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-                print(String(decoding: try enc.encode(records), as: UTF8.self))
+                print(String(decoding: try enc.encode(usage), as: UTF8.self))
                 return
             }
-            print(pad("IMAGE", 16) + pad("HASH", 14) + pad("FILES", 8) + "BYTES")
-            for r in records { print(pad(r.name, 16) + pad(String(r.hash.prefix(12)), 14) + pad("\(r.files)", 8) + "\(r.bytes)") }
+            print(pad("IMAGE", 16) + pad("HASH", 14) + pad("FILES", 8) + pad("BYTES", 12) + pad("UNIQUE", 12) + "JAILS")
+            for u in usage {
+                print(pad(u.name, 16) + pad(String(u.hash.prefix(12)), 14) + pad("\(u.files)", 8) + pad("\(u.bytes)", 12)
+                      + pad("\(u.uniqueBytes)", 12) + (u.jails.isEmpty ? "-" : u.jails.joined(separator: ",")))
+            }
+        }
+    }
+}
+
+struct Doctor: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Report what on this host would break or bypass jailctl's rules, and what to do; exit 1 on a problem.")
+    @OptionGroup var global: GlobalOptions
+    @Flag var json = false
+
+    func run() throws {
+        var problem = false
+        try guarded {
+            let m = try global.manager()
+            let cgroups: String? = (try? m.cgroupDriver())?.summary
+            let facts = JailKit.Doctor.gather(nft: m.network.nft, cgroups: cgroups)
+            let found = JailKit.Doctor.findings(facts, pool: m.host.pool, ourTable: m.network.ruleset.table,
+                                                interfacePrefix: m.network.ruleset.interfacePrefix)
+            problem = found.contains { $0.severity == .problem }
+            if json {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try enc.encode(found), as: UTF8.self))
+                return
+            }
+            for f in found {
+                print(pad(f.severity.rawValue, 9) + f.what)
+                if !f.fix.isEmpty { print(pad("", 9) + "fix: " + f.fix) }
+            }
+        }
+        if problem { throw ExitCode(1) }
+    }
+}
+
+struct GC: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gc", abstract: "Remove stored image versions no image and no running jail uses, and unlinked file objects.")
+    @OptionGroup var global: GlobalOptions
+    @Flag(help: "Only say what would be removed.")
+    var dryRun = false
+
+    func run() throws {
+        try guarded {
+            let m = try global.manager()
+            let r = try m.images.gc(dryRun: dryRun)
+            for h in r.images { print("\(dryRun ? "would remove" : "removed") image version \(h.prefix(12))") }
+            print("\(dryRun ? "would remove" : "removed") \(r.images.count) image version(s), \(r.objects) unlinked object(s), \(r.bytes) bytes")
         }
     }
 }
@@ -104,6 +164,8 @@ struct Up: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Flag(help: "Every jail of the spec directory, each after the jails it names in `after`.")
     var all = false
+    @Flag(help: "Rebuild a jail's image first when its sources changed (otherwise up warns and runs the built one).")
+    var rebuild = false
     @Argument var names: [String] = []
 
     func validate() throws {
@@ -113,13 +175,27 @@ struct Up: ParsableCommand {
     func run() throws {
         try guarded {
             let m = try global.manager()
+            let set = try m.loadSpecs()
             var order = try m.expandNames(names)
             if all {
                 // Plain jails in `after` order, then every known instance of each template.
-                let set = try m.loadSpecs()
                 order = JailManager.startOrder(set) + (try m.expandNames(set.templates.keys.sorted().map { $0 + "@*" }))
             }
+            var checked: [String: [ChangedSource]?] = [:]
             for name in order {
+                // A stale image (a package upgrade since it was built): say so, or rebuild.
+                if let image = try m.definedSpec(name, in: set)?.image {
+                    if checked[image] == nil { checked[image] = try m.imageChanges(image, set: set) }
+                    if let changes = checked[image] ?? nil, !changes.isEmpty {
+                        if rebuild {
+                            let r = try m.build(image, set: set)
+                            print("\(image): rebuilt -> \(r.record.hash.prefix(12))")
+                            checked[image] = .some([])
+                        } else {
+                            printErr("jailctl: warning: \(name): image \(image) is stale (\(changes.count) source(s) changed, e.g. \(changes[0])); `jailctl up --rebuild \(name)` or `jailctl build \(image)` and `jailctl restart \(name)`")
+                        }
+                    }
+                }
                 let r = try m.up(name)
                 if r.alreadyRunning {
                     print("\(name): already running (pid \(r.status.pid ?? 0))")

@@ -8,8 +8,8 @@ struct Jailctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "jailctl",
         abstract: "Run services and tenants of one Linux host in jails.",
-        subcommands: [Validate.self, Build.self, Images.self, Up.self, Down.self, Restart.self, Reset.self, Status.self,
-                      Stats.self, Exec.self, Logs.self, Events.self, Inspect.self, Run.self, Daemon.self, Network.self,
+        subcommands: [Validate.self, Build.self, Images.self, GC.self, Doctor.self, Up.self, Down.self, Restart.self, Reset.self, Status.self,
+                      Stats.self, Exec.self, Logs.self, Events.self, Inspect.self, Run.self, Daemon.self, Network.self, Backup.self,
                       Tenant.self])
 }
 

@@ -27,6 +27,7 @@ struct Daemon: ParsableCommand {
             sigemptyset(&none)
             sigprocmask(SIG_SETMASK, &none, nil)
             let s = Supervisor(manager: m, logger: Logger(label: "jailctl.daemon"))
+            s.superviseBackups(executable: selfExecutable())
             try s.start()
             try s.run()
         }
@@ -49,14 +50,36 @@ extension PerJailCommand {
     }
 }
 
-struct Restart: PerJailCommand {
+struct Restart: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Stop and start jails again.")
     @OptionGroup var global: GlobalOptions
-    @Argument var names: [String]
+    @Flag(help: "Every running jail whose image changed since it started (a package upgrade): rebuild what is stale, then restart exactly those.")
+    var stale = false
+    @Argument var names: [String] = []
 
-    func act(_ m: JailManager, _ name: String) throws -> String {
-        _ = try m.down(name)
-        return "restarted (pid \(try m.up(name).status.pid ?? 0))"
+    func validate() throws {
+        if stale == !names.isEmpty { throw ValidationError("name jails or give --stale (not both)") }
+    }
+
+    func run() throws {
+        try guarded {
+            let m = try global.manager()
+            var targets = names
+            if stale {
+                let set = try m.loadSpecs()
+                targets = try m.staleJails(set: set)
+                let images = Set(targets.compactMap { try? m.state.jail($0)?.image })
+                for image in images.sorted() where (try m.imageChanges(image, set: set))?.isEmpty == false {
+                    let r = try m.build(image, set: set)
+                    print("\(image): rebuilt -> \(r.record.hash.prefix(12))")
+                }
+                if targets.isEmpty { print("no running jail has a stale image") }
+            }
+            for name in targets {
+                _ = try m.down(name)
+                print("\(name): restarted (pid \(try m.up(name).status.pid ?? 0))")
+            }
+        }
     }
 }
 

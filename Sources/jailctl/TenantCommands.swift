@@ -9,12 +9,6 @@ struct Tenant: ParsableCommand {
         subcommands: [TenantAdd.self, TenantRemove.self, TenantList.self, TenantShow.self, TenantNginxConfig.self])
 }
 
-func printJSON<T: Encodable>(_ value: T) throws {
-    let enc = JSONEncoder()
-    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-    print(String(decoding: try enc.encode(value), as: UTF8.self))
-}
-
 struct TenantAdd: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "add",

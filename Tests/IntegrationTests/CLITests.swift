@@ -97,4 +97,50 @@ struct CLITests {
         #expect(code == 0)
         #expect(out == "web: stopped\ncache: stopped\ndb: stopped\n")
     }
+
+    /// A package upgrade as the image sees it: a source changes under running jails.
+    @Test func staleImagesWarnRebuildAndRestartExactlyTheAffectedJails() throws {
+        let f = try JailFixture("cli-stale")
+        defer { f.cleanUp() }
+        let source = f.dir.path + "/bin/tool"
+        #expect(run(["/bin/cp", "/bin/true", source]) == 0)
+        try f.image("tooled", "binaries = [\"/bin/sh\"]\nfiles = [\"\(source)\", \"\(f.probe)\"]")
+        try f.jail("t", "image = \"tooled\"\ncommand = [\"\(f.probe)\", \"sleep\", \"3600\"]")
+        try f.sleeper("other")
+        #expect(jailctl(f, ["up", "t", "other"]).0 == 0)
+        let pidT = try f.manager.status(of: "t")?.pid, pidOther = try f.manager.status(of: "other")?.pid
+        let fd = open(source, O_WRONLY | O_APPEND)
+        #expect(write(fd, "x", 1) == 1)
+        close(fd)
+        var (code, out) = jailctl(f, ["build", "--check", "--record", "tooled"])
+        #expect(code == 1 && out.contains("tooled: stale") && out.contains(source), "\(out)")
+        #expect(try f.manager.state.events(jail: "image:tooled").contains { $0.kind == "image-stale" })
+        // up of a jail on a stale image warns (here: already running).
+        (code, out) = jailctl(f, ["up", "t"])
+        #expect(code == 0 && out.contains("warning: t: image tooled is stale"), "\(out)")
+        (code, out) = jailctl(f, ["restart", "--stale"])
+        #expect(code == 0 && out.contains("tooled: rebuilt") && out.contains("t: restarted"), "\(out)")
+        #expect(!out.contains("other:"))
+        #expect(try f.manager.status(of: "t")?.pid != pidT)
+        #expect(try f.manager.status(of: "other")?.pid == pidOther)
+        #expect(try f.manager.status(of: "t")?.staleImage == false)
+        (code, out) = jailctl(f, ["restart", "--stale"])
+        #expect(code == 0 && out.contains("no running jail has a stale image"), "\(out)")
+        _ = try f.manager.down("t")
+        _ = try f.manager.down("other")
+    }
+
+    /// The shipped apt hook parses as apt configuration and runs the check.
+    @Test func aptHookIsValidAptConfiguration() throws {
+        try requireRoot()
+        let hook = Probe.tests + "/../scripts/apt/99jailctl"
+        var fds: [Int32] = [0, 0]
+        pipe(&fds)
+        let status = run(["/usr/bin/apt-config", "-c", hook, "dump", "DPkg::Post-Invoke"], stdout: fds[1])
+        close(fds[1])
+        let out = readPipe(fds[0])
+        close(fds[0])
+        #expect(status == 0)
+        #expect(out.contains("jailctl build --check --record"), "\(out)")
+    }
 }

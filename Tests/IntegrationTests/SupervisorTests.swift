@@ -187,7 +187,8 @@ struct SupervisorTests {
         let before = try f.manager.network.nft.query(["list", "table", "inet", table])
         #expect(run(["/usr/sbin/nft", "delete", "table", "inet", table]) == 0)
         #expect(waitFor(5) { (try? f.manager.network.nft.query(["list", "table", "inet", table])) == before })
-        #expect(try f.manager.state.events(jail: "-").contains { $0.kind == "network-reapply" })
+        // The event follows the table by a moment.
+        #expect(try waitFor(5) { try f.manager.state.events(jail: "-").contains { $0.kind == "network-reapply" } })
         _ = try f.manager.down("web")
         // Our own removal (the last private jail went) is not undone.
         usleep(500_000)

@@ -103,7 +103,7 @@ import Testing
         let (_, diagnostics) = SpecLoader.parseJail(
             source: "image = \"shell\"\ncommand = [\"/bin/sh\"]\nxyzzy = 1\n", file: "j.toml", name: "web")
         let diagnostic = try #require(diagnostics.first)
-        #expect(diagnostic.valid.hasPrefix("valid keys in a jail file: after, capabilities, command, description, env, filesystem, group,"))
+        #expect(diagnostic.valid.hasPrefix("valid keys in a jail file: after, backup, capabilities, command, description, env, filesystem, group,"))
     }
 
     @Test func wrongTypesPointAtValues() {

@@ -79,6 +79,14 @@ public enum CgroupDriver: Sendable, Equatable {
     case v2(CgroupV2Driver)
     case v1(CgroupV1Driver)
 
+    /// "v2 below /sys/fs/cgroup/..." or "v1 (memory, pids, ...)", for people.
+    public var summary: String {
+        switch self {
+        case .v2: return "v2 (unified)"
+        case .v1(let d): return "v1 (" + d.hierarchies.flatMap(\.controllers).joined(separator: ", ") + ")"
+        }
+    }
+
     /// The controllers jailctl uses on v1, in planning order; freezer only to stop forks
     /// while killing, cpuacct only for usage.
     static let v1Controllers = ["memory", "pids", "cpu", "cpuacct", "freezer"]

@@ -25,6 +25,8 @@ struct ImageWriter {
         let tmp = store + "/.build-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try check("mkdir \(tmp)", mkdir(tmp, 0o755))
         var dirs = DirectoryFDs(rootPath: tmp)
+        let objects = try ObjectStore(store: store)
+        defer { objects.close() }
         do {
             try dirs.openRoot()
             var manifest: [String] = []
@@ -48,7 +50,7 @@ struct ImageWriter {
                     manifest.append("l\t\(entry.path)\t\(target)")
                     contentLines.append("l\t\(entry.path)\t\(target)")
                 case .file(let source):
-                    let (size, digest, mode, origin) = try copy(source, into: pfd, name: name, path: entry.path)
+                    let (size, digest, mode, origin) = try copy(source, into: pfd, name: name, path: entry.path, objects: objects)
                     files += 1
                     bytes += size
                     if bytes > maxTotalBytes { throw JailError(.image, "image exceeds \(maxTotalBytes) bytes at \(entry.path)") }
@@ -107,9 +109,11 @@ struct ImageWriter {
         return (parent.isEmpty ? "/" : parent, String(path[path.index(after: slash)...]))
     }
 
-    /// Copies a regular file, hashing it on the way; returns (size, sha256, mode, origin
-    /// "dev:ino:mtime" for staleness checks).
-    private func copy(_ source: String, into dirfd: Int32, name: String, path: String) throws -> (Int64, String, UInt32, String) {
+    /// Copies a regular file into the store's objects, hashing it on the way, and links
+    /// the object into the tree: identical files of all images are one inode. Returns
+    /// (size, sha256, mode, origin "dev:ino:mtime" for staleness checks).
+    private func copy(_ source: String, into dirfd: Int32, name: String, path: String,
+                      objects: ObjectStore) throws -> (Int64, String, UInt32, String) {
         let src = open(source, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         if src < 0 { throw SystemError("open \(source)") }
         defer { close(src) }
@@ -120,9 +124,14 @@ struct ImageWriter {
         // Read and execute bits only: no write, no setuid/setgid/sticky; file
         // capabilities (an xattr) are not copied at all.
         let mode = UInt32(st.st_mode) & 0o555
-        let dst = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(mode | 0o200))
-        if dst < 0 { throw SystemError("create \(path) in image") }
-        defer { close(dst) }
+        let tmpName = ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let dst = openat(objects.fd, tmpName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(mode | 0o200))
+        if dst < 0 { throw SystemError("create an object for \(path)") }
+        defer {
+            close(dst)
+            // Gone either way: linked under its content name, or abandoned on an error.
+            unlinkat(objects.fd, tmpName, 0)
+        }
         var hasher = SHA256()
         var size: Int64 = 0
         let bufSize = 1 << 18
@@ -140,8 +149,37 @@ struct ImageWriter {
             size += Int64(n)
         }
         try check("chmod \(path) in image", fchmod(dst, mode_t(mode)))
+        let digest = hexDigest(hasher.finalize())
+        try objects.link(tmpName, digest: digest, mode: mode, into: dirfd, name: name, path: path)
         let origin = SourceFingerprint(st).origin
-        return (size, hexDigest(hasher.finalize()), mode, origin)
+        return (size, digest, mode, origin)
+    }
+}
+
+/// `store/.objects`: one file per distinct (content, mode), named "SHA256-MODE", hard
+/// linked into every image that holds it. Objects are read-only to everyone, so a link
+/// in one image cannot change another; `jailctl gc` removes objects no image links.
+struct ObjectStore {
+    static let directory = ".objects"
+    let fd: Int32
+
+    init(store: String) throws {
+        let path = store + "/" + Self.directory
+        if mkdir(path, 0o700) != 0 && errno != EEXIST { throw SystemError("mkdir \(path)") }
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0 { throw SystemError("open \(path)") }
+    }
+
+    func close() { _ = Glibc.close(fd) }
+
+    /// Makes `tmpName` the object of its content (unless one is there already: then
+    /// that one is used) and links the object as `name` in `dirfd`.
+    func link(_ tmpName: String, digest: String, mode: UInt32, into dirfd: Int32, name: String, path: String) throws {
+        let object = "\(digest)-\(String(mode, radix: 8))"
+        if linkat(fd, tmpName, fd, object, 0) != 0 && errno != EEXIST {
+            throw SystemError("store the object of \(path)")
+        }
+        try check("link \(path) in image", linkat(fd, object, dirfd, name, 0))
     }
 }
 

@@ -135,6 +135,24 @@ public final class JailManager {
         return report
     }
 
+    /// What changed since `image` was built (empty: up to date); nil when it is not built.
+    public func imageChanges(_ image: String, set: SpecSet) throws -> [ChangedSource]? {
+        guard try images.path(of: image) != nil else { return nil }
+        let ids = Self.identities(of: image, in: set)
+        return try images.staleness(of: image, parameters: ImageBuilder.parameters(users: ids.users, groups: ids.groups))
+    }
+
+    /// Running jails whose image changed since they started: a newer build of it exists,
+    /// or the sources of the version they run changed on the host.
+    public func staleJails(set: SpecSet) throws -> [String] {
+        var out: [String] = []
+        for r in try state.jails() where r.state == .running && isAlive(r) {
+            let current = try state.image(r.image)
+            if current?.hash != r.imageHash || images.isStale(imageHash: r.imageHash) { out.append(r.name) }
+        }
+        return out.sorted()
+    }
+
     // MARK: lifecycle
 
     public struct UpResult: Sendable {
@@ -158,6 +176,8 @@ public final class JailManager {
         let set = try loadSpecs()
         let spec = try jailSpec(name, in: set)
         try writeTenantConfig(spec)
+        // A backup jail's area (its volumes' sources, sshd's files, the host key) first.
+        if let b = spec.backup { try BackupManager(jail: name, spec: b, manager: self, logger: logger).prepare() }
         let prepared = try prepare(spec, set: set)
         var undo = Rollback(logger: logger)
         defer { undo.run() }

@@ -18,7 +18,7 @@ public struct HostSettings: Sendable, Equatable {
     public var notify: [String]?
     /// The event kinds that run `notify`.
     public var notifyEvents: Set<String> = HostSettings.defaultNotifyEvents
-    public static let defaultNotifyEvents: Set<String> = ["crashloop", "unhealthy", "restart-failed", "backup-stale", "backup-quota"]
+    public static let defaultNotifyEvents: Set<String> = ["crashloop", "unhealthy", "restart-failed", "image-stale", "backup-stale", "backup-quota"]
 
     public init() {}
 }

@@ -16,6 +16,7 @@ enum JailSchema {
         var supervision = SupervisionSpec()
         var network = NetworkSpec()
         var tenant: TenantSpec?
+        var backup: BackupSpec?
     }
 
     struct VolumeDraft: Sendable {
@@ -30,6 +31,7 @@ enum JailSchema {
 
     static let fields: [SpecField<Draft>] = baseFields + IsolationSchema.fields + SupervisionSchema.fields + NetworkSchema.fields
         + TenantSchema.fields
+        + BackupSchema.fields
 
     static let baseFields: [SpecField<Draft>] = [
         SpecField("image", required: true, valid: "the name of a file in Images/ without .toml, e.g. \"shell\"") {

@@ -23,6 +23,8 @@ public struct JailSpec: Sendable, Equatable, Hashable {
     public var network = NetworkSpec()
     /// Web root, FastCGI socket and php-fpm pool of a hosting tenant (`[tenant]`).
     public var tenant: TenantSpec?
+    /// An rsync-only backup server (`[backup]`); its volumes are part of `volumes`.
+    public var backup: BackupSpec?
 
     public static let defaultUser = IDRef.name("root")
     public static let defaultWorkdir = "/"

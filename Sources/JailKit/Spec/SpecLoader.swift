@@ -188,6 +188,24 @@ public enum SpecLoader {
         jail.supervision = draft.supervision
         jail.network = draft.network
         jail.tenant = draft.tenant
+        if let backup = draft.backup {
+            // The area's mounts come from [backup]; a volume of the file on one of their
+            // targets would shadow or be shadowed by them.
+            for v in backup.volumes {
+                if let i = draft.volumes.firstIndex(where: { $0.target == v.target }) {
+                    context.report(TOMLKeyPath.root.appending("volumes").appending(index: i).appending("target"),
+                                   "\(v.target) is mounted by [backup] (the backup area)",
+                                   valid: "leave \(v.target) to [backup], or mount elsewhere")
+                }
+            }
+            if !draft.isolation.userns {
+                // Without a user namespace the backup user would be a real host uid.
+                context.report(TOMLKeyPath.root.appending("backup"), atValue: false, "a backup jail needs userns = true",
+                               valid: "add userns = true to the jail")
+            }
+            jail.volumes += backup.volumes
+            jail.backup = backup
+        }
         return (jail, image)
     }
 
