@@ -28,6 +28,12 @@ struct IsolationTests {
         #expect(syms.isEmpty)
         let (st, _) = try f.exec("tight", ["/bin/sh", "-c", "echo 1 > /proc/sys/kernel/domainname"])
         #expect(st != 0)
+        // The whole /proc is read-only: the sysrq trigger and the jail's own entries too.
+        for file in ["/proc/sysrq-trigger", "/proc/self/oom_score_adj", "/proc/irq/default_smp_affinity"] {
+            let (w, out) = try f.exec("tight", ["/bin/sh", "-c", "echo 0 > \(file)"])
+            #expect(w != 0, "\(file): \(out)")
+        }
+        #expect(try f.exec("tight", ["/bin/sh", "-c", "echo 0 > /proc/self/oom_score_adj"]).1.contains("Read-only file system"))
         // Nothing runs from /tmp.
         let (cp, _) = try f.exec("tight", ["/bin/sh", "-c", "cat \(f.probe) > /tmp/p && chmod 755 /tmp/p && /tmp/p exit 0"])
         #expect(cp >> 8 == 126)

@@ -48,14 +48,13 @@ public enum MountPlanner {
         }
     }
 
-    /// /proc entries that reveal or change host state: hidden behind /dev/null (files)
-    /// or an empty read-only tmpfs (directories), as runc and crun do.
-    public static let maskedFiles = ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sysrq-trigger",
+    /// /proc entries that reveal host state: hidden behind /dev/null (files) or an empty
+    /// read-only tmpfs (directories), as runc and crun do. Nothing needs hiding for
+    /// writes: the whole /proc is mounted read-only (see `plan`).
+    public static let maskedFiles = ["/proc/kcore", "/proc/keys", "/proc/timer_list",
                                      "/proc/latency_stats", "/proc/sched_debug", "/proc/kallsyms", "/proc/kpagecount",
                                      "/proc/kpageflags", "/proc/kpagecgroup", "/proc/config.gz"]
     public static let maskedDirectories = ["/proc/acpi", "/proc/scsi", "/proc/driver"]
-    /// Visible but read-only.
-    public static let readonlyProc = ["/proc/sys", "/proc/irq", "/proc/bus", "/proc/fs", "/proc/asound"]
 
     public static func plan(root: String, image: String, volumes: [PlannedVolume], options: Options = Options()) -> [MountOp] {
         let nosuidNodev = UInt(MS_NOSUID | MS_NODEV)
@@ -74,7 +73,12 @@ public enum MountPlanner {
         }
         let noexecAll = UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC)
         // hidepid=invisible: users of one jail do not see each other's processes.
-        ops.append(MountOp(.mount, source: "proc", target: root + "/proc", fstype: "proc", flags: noexecAll,
+        // Read-only as a whole: /proc/sys, sysrq-trigger, irq, bus, fs, ... cannot be
+        // written even by a uid 0 without a user namespace, in one mount where runc needs
+        // a bind and a remount per directory (half of the launch's mount cost). What a
+        // service may want to write there (its own oom_score_adj, comm) fails with EROFS,
+        // which daemons tolerate.
+        ops.append(MountOp(.mount, source: "proc", target: root + "/proc", fstype: "proc", flags: noexecAll | UInt(MS_RDONLY),
                            data: "hidepid=invisible"))
         for f in maskedFiles {
             ops.append(MountOp(.mount, source: "/dev/null", target: root + f, flags: UInt(MS_BIND), optional: true))
@@ -82,10 +86,6 @@ public enum MountPlanner {
         for d in maskedDirectories {
             ops.append(MountOp(.mount, source: "tmpfs", target: root + d, fstype: "tmpfs",
                                flags: noexecAll | UInt(MS_RDONLY), optional: true))
-        }
-        for d in readonlyProc {
-            ops.append(MountOp(.mount, source: root + d, target: root + d, flags: UInt(MS_BIND | MS_REC), optional: true))
-            ops.append(MountOp(.remount, target: root + d, flags: noexecAll | UInt(MS_RDONLY), optional: true))
         }
         if options.sys {
             ops.append(MountOp(.mount, source: "sysfs", target: root + "/sys", fstype: "sysfs",

@@ -123,32 +123,34 @@ final class HealthMonitor {
             track(name)
             return
         }
-        var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else {
-            logger.error("jail \(name): health: pipe: \(strerrorString(errno))")
+        // Only the probe gets the write end (a fork keeps it; an exec elsewhere must not).
+        let report: (read: Int32, write: Int32)
+        do { report = try FS.pipeCloexec() } catch {
+            logger.error("jail \(name): health: \(error)")
             return
         }
-        // Only the probe gets the write end (a fork keeps it; an exec elsewhere must not).
-        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        _ = fcntl(fds[0], F_SETFL, O_NONBLOCK)
+        _ = fcntl(report.read, F_SETFL, O_NONBLOCK)
+        let pid: pid_t
         do {
-            let pid = try launch(name, t.spec, jailPid: r.pid, report: fds[1])
-            close(fds[1])
-            let pidfd = jl_pidfd_open(pid)
-            guard pidfd >= 0 else {
-                // Without a pidfd the loop would never hear of its end: wait now.
-                var st: Int32 = 0
-                _ = Glibc.kill(pid, SIGKILL)
-                while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
-                close(fds[0])
-                throw SystemError("pidfd_open", errno: -pidfd)
-            }
-            jails[name]?.probe = Probe(pid: pid, pidfd: pidfd, report: fds[0], deadline: monotonic() + t.spec.timeout)
+            pid = try launch(name, t.spec, jailPid: r.pid, report: report.write)
         } catch {
-            close(fds[0])
-            if fds[1] >= 0 { close(fds[1]) }
+            close(report.read)
+            close(report.write)
             verdict(name, healthy: false, reason: "\(error)")
+            return
         }
+        close(report.write)
+        let pidfd = jl_pidfd_open(pid)
+        guard pidfd >= 0 else {
+            // Without a pidfd the loop would never hear of its end: end it now.
+            var st: Int32 = 0
+            _ = Glibc.kill(pid, SIGKILL)
+            while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
+            close(report.read)
+            verdict(name, healthy: false, reason: "pidfd_open: \(strerrorString(-pidfd))")
+            return
+        }
+        jails[name]?.probe = Probe(pid: pid, pidfd: pidfd, report: report.read, deadline: monotonic() + t.spec.timeout)
     }
 
     /// Starts the check's process; its report (or output) goes to `report`.

@@ -41,21 +41,12 @@ public final class Notifier {
         let json = "{\"kind\":\(jsonString(kind)),\"jail\":\(jsonString(jail)),\"detail\":\(jsonString(detail)),\"time\":\(time)}\n"
         // stdin is an unlinked file holding the JSON: a command that never reads it
         // cannot block us on a full pipe.
-        var template = Array("/tmp/jailctl-notify-XXXXXX".utf8CString)
-        let input = template.withUnsafeMutableBufferPointer { p in p.baseAddress.map { mkstemp($0) } ?? -1 }
-        guard input >= 0 else {
-            logger.error("notify: mkstemp: \(strerrorString(errno))")
+        let input: Int32
+        do { input = try FS.unlinkedFile(containing: json) } catch {
+            logger.error("notify: \(error)")
             return
         }
-        template.withUnsafeBufferPointer { p in if let b = p.baseAddress { unlink(b) } }
         defer { close(input) }
-        _ = fcntl(input, F_SETFD, FD_CLOEXEC)
-        var bytes = Array(json.utf8)
-        guard bytes.withUnsafeMutableBytes({ FS.writeAll(input, $0.baseAddress, $0.count) }) else {
-            logger.error("notify: writing the event: \(strerrorString(errno))")
-            return
-        }
-        lseek(input, 0, SEEK_SET)
         // Nothing of the daemon's environment: the command sees a plain PATH and the alert.
         let env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                    "JAILCTL_EVENT=\(kind)", "JAILCTL_JAIL=\(jail)", "JAILCTL_DETAIL=\(detail)"]

@@ -33,27 +33,26 @@ final class TableWatcher {
     var nextDue: Double? { [checkAt, restartAt].compactMap { $0 }.min() }
 
     func start() {
-        var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else {
-            logger.error("nft monitor: pipe: \(strerrorString(errno)); a flushed table waits for `jailctl network reapply`")
+        let fds: (read: Int32, write: Int32)
+        do { fds = try FS.pipeCloexec() } catch {
+            logger.error("nft monitor: \(error); a flushed table waits for `jailctl network reapply`")
             return
         }
-        for f in fds { _ = fcntl(f, F_SETFD, FD_CLOEXEC) }
-        _ = fcntl(fds[0], F_SETFL, O_NONBLOCK)
+        _ = fcntl(fds.read, F_SETFL, O_NONBLOCK)
         let argv = [manager.network.nft.nft, "monitor", "tables"]
         let cargs = argv.map { strdup($0) } + [nil]
         defer { for p in cargs { free(p) } }
         // Tied to us: a daemon killed with SIGKILL takes its monitor along.
-        let spawned = jl_spawn_tied(argv[0], cargs, environ, fds[1])
-        close(fds[1])
+        let spawned = jl_spawn_tied(argv[0], cargs, environ, fds.write)
+        close(fds.write)
         guard spawned > 0 else {
-            close(fds[0])
+            close(fds.read)
             logger.error("nft monitor: \(strerrorString(-spawned)); a flushed table waits for `jailctl network reapply`")
             restartAt = monotonic() + 30
             return
         }
         pid = spawned
-        fd = fds[0]
+        fd = fds.read
         // Whatever happened while no monitor ran (a daemon restart) is looked at once.
         checkAt = monotonic()
     }

@@ -54,25 +54,50 @@ enum FS {
     /// Writes through a temporary file renamed into place, so readers never see half a file.
     static func writeAtomically(_ path: String, _ text: String, mode: mode_t = 0o644) throws {
         let tmp = path + ".tmp"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode)
-        guard fd >= 0 else { throw SystemError("open \(tmp)") }
-        var bytes = Array(text.utf8)
-        let ok = bytes.withUnsafeMutableBytes { writeAll(fd, $0.baseAddress, $0.count) }
-        let e = errno
-        close(fd)
-        guard ok else { throw SystemError("write \(tmp)", errno: e) }
+        try writeFile(tmp, text, flags: O_TRUNC, mode: mode)
         try check("rename \(tmp)", rename(tmp, path))
     }
 
     /// Rewrites a file keeping its inode: a bind mount of it shows the new text.
     static func writeInPlace(_ path: String, _ text: String, mode: mode_t = 0o644) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode)
+        try writeFile(path, text, flags: O_TRUNC, mode: mode)
+    }
+
+    private static func writeFile(_ path: String, _ text: String, flags: Int32, mode: mode_t) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | flags, mode)
         guard fd >= 0 else { throw SystemError("open \(path)") }
         var bytes = Array(text.utf8)
         let ok = bytes.withUnsafeMutableBytes { writeAll(fd, $0.baseAddress, $0.count) }
         let e = errno
         close(fd)
         guard ok else { throw SystemError("write \(path)", errno: e) }
+    }
+
+    /// A file that exists only as the returned descriptor (created in /tmp and unlinked
+    /// at once), holding `text`, positioned at its start: a child's stdin that can never
+    /// block us the way a full pipe would. Close-on-exec; hand it on with dup2.
+    static func unlinkedFile(containing text: String) throws -> Int32 {
+        var template = Array("/tmp/jailctl-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { p in p.baseAddress.map { mkstemp($0) } ?? -1 }
+        if fd < 0 { throw SystemError("mkstemp") }
+        template.withUnsafeBufferPointer { p in if let b = p.baseAddress { unlink(b) } }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        var bytes = Array(text.utf8)
+        guard bytes.withUnsafeMutableBytes({ writeAll(fd, $0.baseAddress, $0.count) }) else {
+            let e = errno
+            close(fd)
+            throw SystemError("write a temporary file", errno: e)
+        }
+        lseek(fd, 0, SEEK_SET)
+        return fd
+    }
+
+    /// A pipe whose ends are both close-on-exec (a fork keeps them; an exec does not).
+    static func pipeCloexec() throws -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { throw SystemError("pipe") }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        return (fds[0], fds[1])
     }
 
     static func writeAll(_ fd: Int32, _ p: UnsafeRawPointer?, _ count: Int) -> Bool {

@@ -1,0 +1,42 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs a host program of jailctl's own choosing (nft, ssh-keygen) and collects its
+/// stdout and stderr together. Only jailctl's own argv, never a spec's.
+enum HostCommand {
+    /// The environment host programs get by default: nothing of the caller's.
+    static let plainEnvironment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"]
+
+    /// - Parameters:
+    ///   - stdin: a descriptor the program reads (nil: /dev/null)
+    ///   - environment: nil passes the caller's own
+    static func run(_ argv: [String], stdin: Int32? = nil, environment: [String]? = plainEnvironment,
+                    limit: Int = 1 << 20) throws -> (status: Int32, output: String) {
+        let (out, input) = try FS.pipeCloexec()
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        if let stdin {
+            posix_spawn_file_actions_adddup2(&actions, stdin, 0)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
+        posix_spawn_file_actions_adddup2(&actions, input, 1)
+        posix_spawn_file_actions_adddup2(&actions, input, 2)
+        let cargs = argv.map { strdup($0) } + [nil]
+        defer { for p in cargs { free(p) } }
+        let env = environment.map { $0.map { strdup($0) } + [nil] }
+        defer { for p in env ?? [] { free(p) } }
+        var pid: pid_t = 0
+        let rc = env.map { posix_spawn(&pid, argv[0], &actions, nil, cargs, $0) } ?? posix_spawn(&pid, argv[0], &actions, nil, cargs, environ)
+        close(input)
+        defer { close(out) }
+        if rc != 0 { throw SystemError("spawn \(argv[0])", errno: rc) }
+        let text = (try? FS.readAll(out, path: "\(argv[0]) output", limit: limit)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return (code, text.trimmingSuffixNewlines())
+    }
+}
