@@ -112,6 +112,31 @@ final class HostingFixture {
         http.get(host, path, timeout: timeout)
     }
 
+    /// `count` requests at the same moment, each from a curl process of its own (a load
+    /// that does not depend on how this process schedules its threads); returns
+    /// "STATUS BODY" of each once all are done.
+    func getConcurrently(_ host: String, _ path: String, count: Int) throws -> [String] {
+        try startRequests(host, path, count: count).map { $0() }
+    }
+
+    /// Starts `count` curl processes at once; each returned closure waits for its one.
+    func startRequests(_ host: String, _ path: String, count: Int) throws -> [() -> String] {
+        var pids: [(pid_t, String)] = []
+        for i in 0..<count {
+            let out = dir.path + "/concurrent-\(UInt32.random(in: 0..<UInt32.max))-\(i)"
+            let pid = try spawn(["/usr/bin/curl", "-s", "-m", "30", "-w", " %{http_code}", "-H", "Host: \(host)",
+                                 "http://\(listen):\(port)\(path)"], env: [], appendTo: out)
+            pids.append((pid, out))
+        }
+        return pids.map { pid, out in
+            {
+                var st: Int32 = 0
+                waitpid(pid, &st, 0)
+                return ((try? FS.readText(out)) ?? "").split(separator: "\n").last.map(String.init) ?? ""
+            }
+        }
+    }
+
     /// Host processes of a tenant's pool (php-fpm names its workers "pool NAME").
     func workers(of tenant: String) -> [(pid: Int32, uid: UInt32)] {
         ((try? FS.list("/proc")) ?? []).compactMap { p -> (Int32, UInt32)? in
@@ -230,18 +255,4 @@ final class Locked<T>: @unchecked Sendable {
         defer { lock.unlock() }
         return body(&value)
     }
-}
-
-/// Runs `body(i)` for i in 0..<n, each on a thread of its own (not a pool sized to the
-/// cores: these bodies block on the network for seconds), and waits for all.
-func onThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
-    let done = DispatchSemaphore(value: 0)
-    for i in 0..<n {
-        let t = Thread {
-            body(i)
-            done.signal()
-        }
-        t.start()
-    }
-    for _ in 0..<n { done.wait() }
 }
