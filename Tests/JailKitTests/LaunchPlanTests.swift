@@ -41,6 +41,21 @@ import Testing
         #expect(!ops.contains { $0.kind == .remount && $0.target == "/run/j/root" })
     }
 
+    @Test func devFromTheTemplateIsFourMountCalls() {
+        var o = MountPlanner.Options()
+        o.devTemplate = "/var/lib/jailctl/dev"
+        let ops = MountPlanner.plan(root: "/r", image: "/store/x", volumes: [], options: o)
+        let dev = ops.filter { $0.target == "/r/dev" || $0.target.hasPrefix("/r/dev/") }
+        #expect(dev == [
+            MountOp(.mount, source: "/var/lib/jailctl/dev", target: "/r/dev", flags: UInt(MS_BIND)),
+            MountOp(.remount, target: "/r/dev", flags: UInt(MS_RDONLY | MS_NOSUID | MS_NOEXEC)),
+            MountOp(.mount, source: "devpts", target: "/r/dev/pts", fstype: "devpts", flags: UInt(MS_NOSUID | MS_NOEXEC),
+                    data: "newinstance,ptmxmode=0666,mode=620"),
+            MountOp(.mount, source: "tmpfs", target: "/r/dev/shm", fstype: "tmpfs", flags: UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC),
+                    data: "mode=1777,size=64m"),
+        ])
+    }
+
     @Test func everyWritableMountIsNosuidNodev() {
         let ops = samplePlan().mounts
         for op in ops where op.kind == .mount && op.fstype == "tmpfs" && !op.target.hasSuffix("/dev") {

@@ -730,6 +730,7 @@ public final class JailManager {
         options.tmpSize = String(iso.limits.tmpfsSize)
         options.tmpExec = iso.filesystem.tmpExec
         options.sys = iso.filesystem.sys
+        options.devTemplate = makeDirectories ? self.root.prepareDevTemplate() : self.root.existingDevTemplate()
         var root = p.image.path
         if !p.missingTargets.isEmpty || !iso.filesystem.readonlyRoot {
             root = self.root.jailRun(spec.name) + "/root"

@@ -39,12 +39,14 @@ public enum MountPlanner {
         public var writableLayer: (upper: String, work: String)?
         public var tmpExec = false
         public var sys = false
+        /// StateRoot.devTemplate, when there is one: bound read-only as /dev.
+        public var devTemplate: String?
         public init() {}
 
         public static func == (a: Options, b: Options) -> Bool {
             a.tmpSize == b.tmpSize && a.runSize == b.runSize && a.shmSize == b.shmSize && a.mountpointLayer == b.mountpointLayer
                 && a.writableLayer?.upper == b.writableLayer?.upper && a.writableLayer?.work == b.writableLayer?.work
-                && a.tmpExec == b.tmpExec && a.sys == b.sys
+                && a.tmpExec == b.tmpExec && a.sys == b.sys && a.devTemplate == b.devTemplate
         }
     }
 
@@ -91,26 +93,37 @@ public enum MountPlanner {
             ops.append(MountOp(.mount, source: "sysfs", target: root + "/sys", fstype: "sysfs",
                                flags: noexecAll | UInt(MS_RDONLY)))
         }
-        ops.append(MountOp(.mount, source: "tmpfs", target: root + "/dev", fstype: "tmpfs",
-                           flags: UInt(MS_NOSUID | MS_NOEXEC), data: "mode=755,size=64k"))
-        for dev in devices {
-            ops.append(MountOp(.touch, target: root + "/dev/" + dev, mode: 0o666))
-            ops.append(MountOp(.mount, source: "/dev/" + dev, target: root + "/dev/" + dev, flags: UInt(MS_BIND)))
+        if let template = options.devTemplate {
+            // Device nodes of a host filesystem work in a user namespace too (a tmpfs made
+            // inside one could hold none); read-only, and nodev stays off for them.
+            ops.append(MountOp(.mount, source: template, target: root + "/dev", flags: UInt(MS_BIND)))
+            ops.append(MountOp(.remount, target: root + "/dev", flags: UInt(MS_RDONLY | MS_NOSUID | MS_NOEXEC)))
+            ops.append(MountOp(.mount, source: "devpts", target: root + "/dev/pts", fstype: "devpts",
+                               flags: UInt(MS_NOSUID | MS_NOEXEC), data: "newinstance,ptmxmode=0666,mode=620"))
+            ops.append(MountOp(.mount, source: "tmpfs", target: root + "/dev/shm", fstype: "tmpfs",
+                               flags: nosuidNodev | UInt(MS_NOEXEC), data: "mode=1777,size=\(options.shmSize)"))
+        } else {
+            ops.append(MountOp(.mount, source: "tmpfs", target: root + "/dev", fstype: "tmpfs",
+                               flags: UInt(MS_NOSUID | MS_NOEXEC), data: "mode=755,size=64k"))
+            for dev in devices {
+                ops.append(MountOp(.touch, target: root + "/dev/" + dev, mode: 0o666))
+                ops.append(MountOp(.mount, source: "/dev/" + dev, target: root + "/dev/" + dev, flags: UInt(MS_BIND)))
+            }
+            ops.append(MountOp(.mkdir, target: root + "/dev/pts", mode: 0o755))
+            ops.append(MountOp(.mount, source: "devpts", target: root + "/dev/pts", fstype: "devpts",
+                               flags: UInt(MS_NOSUID | MS_NOEXEC), data: "newinstance,ptmxmode=0666,mode=620"))
+            ops.append(MountOp(.symlink, source: "pts/ptmx", target: root + "/dev/ptmx"))
+            ops.append(MountOp(.mkdir, target: root + "/dev/shm", mode: 0o1777))
+            ops.append(MountOp(.mount, source: "tmpfs", target: root + "/dev/shm", fstype: "tmpfs",
+                               flags: nosuidNodev | UInt(MS_NOEXEC), data: "mode=1777,size=\(options.shmSize)"))
+            for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                                   ("stderr", "/proc/self/fd/2")]
+            {
+                ops.append(MountOp(.symlink, source: target, target: root + "/dev/" + name))
+            }
+            // The /dev tmpfs is done: nothing in the jail may add to it.
+            ops.append(MountOp(.remount, target: root + "/dev", flags: UInt(MS_RDONLY | MS_NOSUID | MS_NOEXEC)))
         }
-        ops.append(MountOp(.mkdir, target: root + "/dev/pts", mode: 0o755))
-        ops.append(MountOp(.mount, source: "devpts", target: root + "/dev/pts", fstype: "devpts",
-                           flags: UInt(MS_NOSUID | MS_NOEXEC), data: "newinstance,ptmxmode=0666,mode=620"))
-        ops.append(MountOp(.symlink, source: "pts/ptmx", target: root + "/dev/ptmx"))
-        ops.append(MountOp(.mkdir, target: root + "/dev/shm", mode: 0o1777))
-        ops.append(MountOp(.mount, source: "tmpfs", target: root + "/dev/shm", fstype: "tmpfs",
-                           flags: nosuidNodev | UInt(MS_NOEXEC), data: "mode=1777,size=\(options.shmSize)"))
-        for (name, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
-                               ("stderr", "/proc/self/fd/2")]
-        {
-            ops.append(MountOp(.symlink, source: target, target: root + "/dev/" + name))
-        }
-        // The /dev tmpfs is done: nothing in the jail may add to it.
-        ops.append(MountOp(.remount, target: root + "/dev", flags: UInt(MS_RDONLY | MS_NOSUID | MS_NOEXEC)))
         ops.append(MountOp(.mount, source: "tmpfs", target: root + "/tmp", fstype: "tmpfs",
                            flags: nosuidNodev | (options.tmpExec ? 0 : UInt(MS_NOEXEC)), data: "mode=1777,size=\(options.tmpSize)"))
         ops.append(MountOp(.mount, source: "tmpfs", target: root + "/run", fstype: "tmpfs",

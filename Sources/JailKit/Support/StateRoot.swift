@@ -31,6 +31,57 @@ public struct StateRoot: Sendable {
     public func jailLog(_ jail: String) -> String { logDir + "/" + jail + ".log" }
 
     /// Creates the layout with root-only permissions where secrets or locks live.
+    /// A ready /dev for jails (device nodes, pts and shm mount points, the usual
+    /// symlinks), bound read-only into each: 4 mount calls at launch instead of a tmpfs
+    /// and a bind per device (22). Made on first use; nil where device nodes cannot work
+    /// (a state root on a `nodev` filesystem), and jails then get the tmpfs /dev.
+    public var devTemplate: String { path + "/dev" }
+
+    /// The template if it exists and is whole (no side effect: dry runs use this).
+    public func existingDevTemplate() -> String? {
+        var st = stat()
+        for dev in MountPlanner.devices {
+            var host = stat()
+            guard lstat(devTemplate + "/" + dev, &st) == 0, (st.st_mode & S_IFMT) == S_IFCHR, st.st_uid == 0,
+                  st.st_mode & 0o7777 == 0o666, stat("/dev/" + dev, &host) == 0, st.st_rdev == host.st_rdev else { return nil }
+        }
+        return devTemplate
+    }
+
+    /// Makes the template when it is missing (built aside, renamed into place).
+    public func prepareDevTemplate() -> String? {
+        if let t = existingDevTemplate() { return t }
+        var fs = statvfs()
+        let stNodev: UInt = 4  // ST_NODEV of <sys/statvfs.h>, which Swift's Glibc does not show
+        guard statvfs(path, &fs) == 0, fs.f_flag & stNodev == 0 else { return nil }
+        let tmp = devTemplate + ".tmp-\(getpid())"
+        do {
+            try FS.removeTree(tmp)
+            try check("mkdir \(tmp)", mkdir(tmp, 0o755))
+            try check("chmod \(tmp)", chmod(tmp, 0o755))
+            for dev in MountPlanner.devices {
+                var host = stat()
+                try check("stat /dev/\(dev)", stat("/dev/" + dev, &host))
+                try check("mknod \(dev)", mknod(tmp + "/" + dev, S_IFCHR | 0o666, host.st_rdev))
+                try check("chmod \(dev)", chmod(tmp + "/" + dev, 0o666))
+            }
+            try check("mkdir pts", mkdir(tmp + "/pts", 0o755))
+            try check("mkdir shm", mkdir(tmp + "/shm", 0o755))
+            for (name, target) in [("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                                   ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+                try check("symlink \(name)", symlink(target, tmp + "/" + name))
+            }
+            try FS.removeTree(devTemplate)
+            try check("rename \(tmp)", rename(tmp, devTemplate))
+            return existingDevTemplate()
+        } catch {
+            // No template: jails get the tmpfs /dev, which needs none; what is left of
+            // the attempt goes if it can (the next attempt removes it first anyway).
+            try? FS.removeTree(tmp)
+            return nil
+        }
+    }
+
     public func prepare() throws {
         try FS.mkdirs(path, mode: 0o711)
         for (dir, mode) in [(store, mode_t(0o755)), (runDir, 0o711), (logDir, 0o750), (lockDir, 0o700)] {
