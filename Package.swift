@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .executable(name: "jailctl", targets: ["jailctl"]),
         .library(name: "JailKit", targets: ["JailKit"]),
+        .executable(name: "jailctl-sendmail", targets: ["jailctl-sendmail"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -56,6 +57,11 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The sendmail of tenant jails (PHP's mail()): spools to a per-tenant directory.
+        // It runs inside jails, whose images hold no Swift runtime: linked as-needed, it
+        // depends on libc only.
+        .executableTarget(name: "jailctl-sendmail", cSettings: [.unsafeFlags(["-O2", "-Wall", "-Wextra", "-Werror"])],
+                          linkerSettings: [.unsafeFlags(["-static-executable", "-Xlinker", "--gc-sections", "-Xlinker", "-s"])]),
         // Benchmarks driven in-process (scripts/bench); not part of the product.
         .executableTarget(name: "jailctl-bench", dependencies: ["JailKit"], swiftSettings: strict),
         // Golden files are read by path (#filePath), not bundled.

@@ -419,6 +419,10 @@ __attribute__((noreturn)) static void monitor(const struct jl_plan *plan, int st
     if (plan->log_name && pipe2(logpipe, O_CLOEXEC) == 0) {
         copy.stdout_fd = logpipe[1];
         copy.stderr_fd = logpipe[1];
+        // Failure only means the jail cannot reopen the pipe by path; it still writes to it.
+        if (plan->log_pipe_uid != (uid_t)-1 && fchown(logpipe[1], plan->log_pipe_uid, plan->log_pipe_gid) < 0) {
+            /* nothing to report to: the jail's stderr is this very pipe */
+        }
     }
     // Bound before the jail starts: its mounts bind the socket on /dev/log.
     int slog = logpipe[0] >= 0 && plan->syslog_path ? open_syslog(plan->syslog_path) : -1;

@@ -23,7 +23,7 @@ struct Validate: ParsableCommand {
             throw ExitCode(1)
         }
         if selected.contains(where: { $0.severity == .error }) { throw ExitCode(1) }
-        print("ok: \(set.images.count) images, \(set.jails.count) jails")
+        print("ok: \(set.images.count) images, \(set.jails.count) jails" + (set.templates.isEmpty ? "" : ", \(set.templates.count) templates"))
     }
 }
 
@@ -176,11 +176,15 @@ struct Up: ParsableCommand {
         try guarded {
             let m = try global.manager()
             let set = try m.loadSpecs()
-            let order = all ? JailManager.startOrder(set) : names
+            var order = try m.expandNames(names)
+            if all {
+                // Plain jails in `after` order, then every known instance of each template.
+                order = JailManager.startOrder(set) + (try m.expandNames(set.templates.keys.sorted().map { $0 + "@*" }))
+            }
             var checked: [String: [ChangedSource]?] = [:]
             for name in order {
                 // A stale image (a package upgrade since it was built): say so, or rebuild.
-                if let image = set.jails[name]?.image {
+                if let image = try m.definedSpec(name, in: set)?.image {
                     if checked[image] == nil { checked[image] = try m.imageChanges(image, set: set) }
                     if let changes = checked[image] ?? nil, !changes.isEmpty {
                         if rebuild {
@@ -237,7 +241,7 @@ struct Down: ParsableCommand {
     func run() throws {
         try guarded {
             let m = try global.manager()
-            var order = names
+            var order = try m.expandNames(names)
             if all {
                 // Jails without a spec any more come first: nothing can depend on them.
                 let known = (try? m.loadSpecs()).map { JailManager.startOrder($0) } ?? []
@@ -261,14 +265,16 @@ struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show jails, checked against the kernel.")
     @OptionGroup var global: GlobalOptions
     @Flag var json = false
-    @Argument var name: String?
+    @Argument(help: "A jail, or every instance of a template: 'php-tenant@*'.")
+    var name: String?
 
     func run() throws {
         try guarded {
             let m = try global.manager()
             var list = try m.statuses()
             if let name {
-                list = list.filter { $0.name == name }
+                let wanted = Set(try m.expandNames([name]))
+                list = list.filter { wanted.contains($0.name) }
                 if list.isEmpty { throw JailError(.notFound, "jail \(name) was never started") }
             }
             if json {

@@ -9,7 +9,8 @@ struct Jailctl: ParsableCommand {
         commandName: "jailctl",
         abstract: "Run services and tenants of one Linux host in jails.",
         subcommands: [Validate.self, Build.self, Images.self, GC.self, Doctor.self, Up.self, Down.self, Restart.self, Reset.self, Status.self,
-                      Stats.self, Exec.self, Logs.self, Events.self, Inspect.self, Run.self, Daemon.self, Network.self, Backup.self])
+                      Stats.self, Exec.self, Logs.self, Events.self, Inspect.self, Run.self, Daemon.self, Network.self, Backup.self,
+                      Tenant.self])
 }
 
 /// Options every command that touches state takes.

@@ -281,11 +281,14 @@ import Testing
         }
     }
 
-    @Test func templateNamesAreRefusedForNow() {
+    @Test func instanceFilesAreNotJails() {
+        // A jail file is a plain name or a template (BASE@); an instance is never a file.
         #expect(
             summaries("image = \"shell\"\ncommand = [\"/bin/sh\"]\n", name: "web@1") == [
-                #"1:1 error: name: "web@1" is a template name (name@instance); templates are not supported yet (taken from the file name)"#
+                #"1:1 error: name: "web@1" is an instance name (taken from the file name); instances are made from the template web@.toml"#
             ])
+        #expect(SpecName.parseFileName("web@").name?.isTemplate == true)
+        #expect(SpecName.parse("web@").name == nil)
     }
 
     @Test func emptyCommandAndBadElements() {

@@ -121,6 +121,11 @@ struct jl_plan {
     // jail starts (the plan's mounts bind it on /dev/log) and relays what programs send
     // to syslog into the same log; NULL: none.
     const char *syslog_path;
+    // Host ids that own the log pipe, so the jail's user may reopen its own stdout and
+    // stderr by path (/dev/stderr, /proc/self/fd/2: php-fpm's and nginx's error_log);
+    // (uid_t)-1 leaves the pipe root's.
+    uid_t log_pipe_uid;
+    gid_t log_pipe_gid;
 
     // jl_exec_in only: cgroup.procs files of the jail's cgroups, opened by the caller;
     // the joining process writes "0" into each before it forks the command.

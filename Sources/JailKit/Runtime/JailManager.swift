@@ -96,6 +96,7 @@ public final class JailManager {
     }
 
     public func jailSpec(_ name: String, in set: SpecSet) throws -> JailSpec {
+        if let n = SpecName.parse(name).name, n.isInstance { return try instanceSpec(n, in: set) }
         guard let spec = set.jails[name] else {
             let known = set.jails.keys.sorted().joined(separator: ", ")
             throw JailError(.notFound, "no jail named \(name) in \(specsDirectory)/Jails (known: \(known.isEmpty ? "none" : known))")
@@ -109,7 +110,10 @@ public final class JailManager {
     public static func identities(of image: String, in set: SpecSet) -> (users: [String], groups: [String]) {
         var users: Set<String> = []
         var groups: Set<String> = []
-        for j in set.jails.values where j.image == image {
+        let samples = set.templates.values.compactMap {
+            SpecLoader.instantiate($0, values: .sample(base: $0.base), nameInstance: false).0
+        }
+        for j in Array(set.jails.values) + samples where j.image == image {
             if case .name(let n) = j.user { users.insert(n) }
             if case .name(let g)? = j.group { groups.insert(g) }
             for v in j.volumes {
@@ -171,6 +175,7 @@ public final class JailManager {
         }
         let set = try loadSpecs()
         let spec = try jailSpec(name, in: set)
+        try writeTenantConfig(spec)
         // A backup jail's area (its volumes' sources, sshd's files, the host key) first.
         if let b = spec.backup { try BackupManager(jail: name, spec: b, manager: self, logger: logger).prepare() }
         let prepared = try prepare(spec, set: set)
@@ -309,7 +314,7 @@ public final class JailManager {
             // `down` must work even when the spec files are broken or gone: then the
             // defaults (SIGTERM, 10 s) apply, and the reason is logged.
             var spec: JailSpec?
-            do { spec = try loadSpecs().jails[name] } catch {
+            do { spec = try jailSpec(name, in: loadSpecs()) } catch {
                 logger.warning("jail \(name): stopping with default signal and timeout: \(error)")
             }
             let signal = spec?.stopSignal ?? SIGTERM
@@ -370,7 +375,7 @@ public final class JailManager {
             guard let text = try? FS.readText(root.jailRun(name) + "/network") else { continue }
             let f = text.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
             guard f.count >= 2, let address = IPv4Address(f[1]) else { continue }
-            let net = specs?.jails[name]?.network ?? NetworkSpec()
+            let net = specs.flatMap { try? jailSpec(name, in: $0) }?.network ?? NetworkSpec()
             out.append(NetworkJail(name: name, address: address, hostInterface: f[0], ports: net.ports,
                                    egress: net.egress, links: net.links))
         }
@@ -545,7 +550,7 @@ public final class JailManager {
 
     /// Everything `up` must know before it makes anything: the image (built if
     /// missing), ids, command and volumes checked. Errors here change nothing.
-    func prepare(_ spec: JailSpec, set: SpecSet, imageOverride: (String, String)? = nil) throws -> Prepared {
+    func prepare(_ spec: JailSpec, set: SpecSet, imageOverride: (String, String)? = nil, skipVolumes: Bool = false) throws -> Prepared {
         let image: (hash: String, path: String)
         if let o = imageOverride {
             image = o
@@ -586,7 +591,7 @@ public final class JailManager {
             default: logger.info("jail \(spec.name): image \(spec.image) has its own \(g.target); not replacing it")
             }
         }
-        for v in spec.volumes {
+        for v in spec.volumes where !skipVolumes {
             var st = stat()
             let isDir: Bool
             if stat(v.source, &st) == 0 {

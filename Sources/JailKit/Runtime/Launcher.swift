@@ -260,6 +260,8 @@ public enum Launcher {
                                 c.log_max_bytes = plan.log?.maxBytes ?? 0
                                 c.log_keep = Int32(plan.log?.keep ?? 0)
                                 c.syslog_path = UnsafePointer(arena.dup(plan.log?.syslogSocket))
+                                c.log_pipe_uid = (plan.idMap?.base ?? 0) &+ plan.uid
+                                c.log_pipe_gid = (plan.idMap?.base ?? 0) &+ plan.gid
                                 return try body(&c)
                             }
                         }

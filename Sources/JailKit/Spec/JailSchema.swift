@@ -15,6 +15,7 @@ enum JailSchema {
         var isolation = IsolationSpec()
         var supervision = SupervisionSpec()
         var network = NetworkSpec()
+        var tenant: TenantSpec?
         var backup: BackupSpec?
     }
 
@@ -29,13 +30,14 @@ enum JailSchema {
     }
 
     static let fields: [SpecField<Draft>] = baseFields + IsolationSchema.fields + SupervisionSchema.fields + NetworkSchema.fields
+        + TenantSchema.fields
         + BackupSchema.fields
 
     static let baseFields: [SpecField<Draft>] = [
         SpecField("image", required: true, valid: "the name of a file in Images/ without .toml, e.g. \"shell\"") {
             value, path, draft, context in
             guard let name = context.string(value, at: path, valid: valid("image")) else { return }
-            if let problem = SpecName.parse(name).problem {
+            if let problem = SpecName.parsePlain(name).problem {
                 context.report(path, problem, valid: SpecName.validDescription)
                 return
             }

@@ -21,6 +21,8 @@ public struct JailSpec: Sendable, Equatable, Hashable {
     public var isolation = IsolationSpec()
     public var supervision = SupervisionSpec()
     public var network = NetworkSpec()
+    /// Web root, FastCGI socket and php-fpm pool of a hosting tenant (`[tenant]`).
+    public var tenant: TenantSpec?
     /// An rsync-only backup server (`[backup]`); its volumes are part of `volumes`.
     public var backup: BackupSpec?
 

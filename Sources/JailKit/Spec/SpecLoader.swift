@@ -52,6 +52,13 @@ public enum SpecLoader {
             let name = String(fileName.dropLast(fileExtension.count))
             let file = join(jailsPath, fileName)
             guard let source = read(file, into: &diagnostics) else { continue }
+            if name.hasSuffix("@") {
+                let (template, found) = parseTemplate(source: source, file: file, name: name, images: imageNames,
+                                                      validImages: Set(set.images.keys), hostChecks: hostChecks)
+                diagnostics += found
+                if let template { set.templates[template.base] = template }
+                continue
+            }
             var context = SpecContext(file: file, map: TOMLSourceMap(source: source), hostChecks: hostChecks)
             let (jail, image) = decodeJail(source: source, name: name, context: &context)
             if let image {
@@ -130,7 +137,7 @@ public enum SpecLoader {
         source: String, file: String, name: String, hostChecks: Bool = true
     ) -> (ImageSpec?, [SpecDiagnostic]) {
         var context = SpecContext(file: file, map: TOMLSourceMap(source: source), hostChecks: hostChecks)
-        let specName = checkName(name, context: &context)
+        let specName = checkName(name, plain: true, context: &context)
         guard let table = parseDocument(source, context: &context) else { return (nil, sorted(context.diagnostics)) }
         var draft = ImageSchema.Draft()
         context.decode(table, at: .root, fields: ImageSchema.fields, into: &draft, what: "an image file")
@@ -151,20 +158,36 @@ public enum SpecLoader {
     /// have errors, so `load` can still report a missing image in the same run; callers drop
     /// the jail when the context has errors.
     static func decodeJail(source: String, name: String, context: inout SpecContext) -> (jail: JailSpec?, image: String?) {
-        let specName = checkName(name, context: &context)
+        var specName = checkName(name, context: &context)
+        if let n = specName, n.isInstance {
+            // Instances come from their template; a file of that name would be a second,
+            // different definition of the same jail.
+            context.report(at: .start, field: "name",
+                           "\"\(name)\" is an instance name (taken from the file name); instances are made from the template \(n.base)@.toml",
+                           valid: "name the file \(n.base).toml (a jail) or \(n.base)@.toml (a template)")
+            specName = nil
+        }
         guard let table = parseDocument(source, context: &context) else { return (nil, nil) }
+        return decodeJail(table: table, specName: specName, context: &context)
+    }
+
+    static func decodeJail(table: [String: TOMLNode], specName: SpecName?, context: inout SpecContext)
+        -> (jail: JailSpec?, image: String?)
+    {
         var draft = JailSchema.Draft()
         context.decode(table, at: .root, fields: JailSchema.fields, into: &draft, what: "a jail file")
+        TenantSchema.check(draft, context: &context)
         guard let specName, let image = draft.image, let command = draft.command else { return (nil, draft.image) }
         var jail = JailSpec(
             name: specName.description, file: context.file, image: image, command: command,
             user: draft.user, group: draft.group,
-            hostname: draft.hostname ?? SpecRules.defaultHostname(for: specName.base),
+            hostname: draft.hostname ?? SpecRules.defaultHostname(for: specName.instance ?? specName.base),
             workdir: draft.workdir, env: draft.env, volumes: draft.volumes, stopSignal: draft.stopSignal,
             stopTimeout: draft.stopTimeout, description: draft.description)
         jail.isolation = draft.isolation
         jail.supervision = draft.supervision
         jail.network = draft.network
+        jail.tenant = draft.tenant
         if let backup = draft.backup {
             // The area's mounts come from [backup]; a volume of the file on one of their
             // targets would shadow or be shadowed by them.
@@ -184,6 +207,56 @@ public enum SpecLoader {
             jail.backup = backup
         }
         return (jail, image)
+    }
+
+    // MARK: templates
+
+    /// A template file `BASE@.toml`: parsed once and validated as the instance "example"
+    /// (see `JailTemplate.Values.sample`), so its errors show up in `validate` before any
+    /// instance exists. Nil when it has errors.
+    static func parseTemplate(source: String, file: String, name: String, images: Set<String>, validImages: Set<String>,
+                              hostChecks: Bool) -> (JailTemplate?, [SpecDiagnostic])
+    {
+        var context = SpecContext(file: file, map: TOMLSourceMap(source: source), hostChecks: hostChecks)
+        let (specName, problem) = SpecName.parseFileName(name)
+        if let problem {
+            context.report(at: .start, field: "name", problem + " (taken from the file name)", valid: SpecName.instanceDescription)
+        }
+        guard let table = parseDocument(source, context: &context), let specName, specName.isTemplate else {
+            return (nil, sorted(context.diagnostics))
+        }
+        let template = JailTemplate(base: specName.base, file: file, table: table, map: context.map)
+        let (_, found) = instantiate(template, values: .sample(base: specName.base), hostChecks: hostChecks,
+                                    nameInstance: false)
+        context.append(found)
+        if case .string(let image)? = table["image"], SpecName.parsePlain(image).problem == nil {
+            checkImageExists(image, images: images, valid: validImages, context: &context)
+        }
+        return (context.hasErrors ? nil : template, sorted(context.diagnostics))
+    }
+
+    /// One instance of a template, validated; its diagnostics point into the template file.
+    public static func instantiate(_ template: JailTemplate, values: JailTemplate.Values, hostChecks: Bool = false,
+                                   nameInstance: Bool = true) -> (JailSpec?, [SpecDiagnostic])
+    {
+        var context = SpecContext(file: template.file, map: template.map, hostChecks: hostChecks)
+        let specName = SpecName(base: template.base, instance: values.instance)
+        guard SpecName.isValidBase(values.instance) else {
+            context.report(at: .start, field: "name", "\"\(specName)\": \"\(values.instance)\" is not a valid instance name",
+                           valid: SpecName.instanceDescription)
+            return (nil, context.diagnostics)
+        }
+        let table = template.substitute(values, context: &context)
+        let jail = decodeJail(table: table, specName: specName, context: &context).jail
+        let diagnostics = sorted(context.diagnostics).map { d -> SpecDiagnostic in
+            var d = d
+            // Say which instance a message is about: the same line serves every instance.
+            if nameInstance {
+                d.message += " (in instance \(specName))"
+            }
+            return d
+        }
+        return (context.hasErrors ? nil : jail, diagnostics)
     }
 
     /// `images`: every image file found; `valid`: those that passed. A jail whose image file
@@ -207,11 +280,12 @@ public enum SpecLoader {
 
     // MARK: helpers
 
-    static func checkName(_ name: String, context: inout SpecContext) -> SpecName? {
-        let (specName, problem) = SpecName.parse(name)
+    static func checkName(_ name: String, plain: Bool = false, context: inout SpecContext) -> SpecName? {
+        let (specName, problem) = plain ? SpecName.parsePlain(name) : SpecName.parse(name)
         if let problem {
             // The name comes from the file name, so the whole file is the place to point at.
-            context.report(at: .start, field: "name", problem + " (taken from the file name)", valid: SpecName.validDescription)
+            context.report(at: .start, field: "name", problem + " (taken from the file name)",
+                           valid: name.contains("@") && !plain ? SpecName.instanceDescription : SpecName.validDescription)
         }
         return specName
     }

@@ -1,25 +1,55 @@
 /// The name of an image or jail, taken from its file name.
 ///
-/// Hook for templates: a later `name@instance` form (one file `web@.toml`, many jails
-/// `web@1`, `web@2`) will parse into `base` plus `instance` here. Until then `@` is refused
-/// with a message saying so, instead of a generic "invalid name".
+/// A jail name is either plain (`web`) or an instance of a template (`php-tenant@alice`:
+/// `base` "php-tenant", `instance` "alice"). A template's own file is `base@.toml`
+/// (`instance` empty, `isTemplate`). Both parts follow the same rule, so an instance name
+/// is safe wherever a jail name goes: file names under run/, logs/ and locks/, cgroup
+/// directories, the supervisor's control messages. Nothing kernel-visible is derived from
+/// it beyond those (veth names are random per launch, nft elements are addresses).
 public struct SpecName: Sendable, Equatable, Hashable, CustomStringConvertible {
     public var base: String
-    /// Always nil until templates exist.
+    /// nil: a plain name; "": the template itself (`base@`); else the instance.
     public var instance: String?
 
     public static let validDescription =
         "a name is 1-31 characters of a-z, 0-9, '_' and '-', starting with a letter or digit"
+    public static let instanceDescription =
+        "an instance of a template is BASE@INSTANCE, both parts 1-31 characters of a-z, 0-9, '_' and '-', starting with a letter or digit"
 
-    /// `nil` plus a reason when `raw` is not a usable name.
+    public var isTemplate: Bool { instance == "" }
+    public var isInstance: Bool { instance.map { !$0.isEmpty } ?? false }
+
+    /// `nil` plus a reason when `raw` is not a usable jail name (plain or instance).
+    /// Template file names (`base@`) are refused here: see `parseFileName`.
     public static func parse(_ raw: String) -> (name: SpecName?, problem: String?) {
-        if raw.contains("@") {
-            return (nil, "\"\(raw)\" is a template name (name@instance); templates are not supported yet")
+        let (name, problem) = parseFileName(raw)
+        if let name, name.isTemplate {
+            return (nil, "\"\(raw)\" is a template (name@); an instance names what comes after the @, e.g. \"\(raw)example\"")
         }
-        guard isValidBase(raw) else {
-            return (nil, "\"\(raw)\" is not a valid name")
+        return (name, problem)
+    }
+
+    /// A plain name only (images, which have no templates).
+    public static func parsePlain(_ raw: String) -> (name: SpecName?, problem: String?) {
+        if raw.contains("@") { return (nil, "\"\(raw)\" contains '@'; only jails have templates and instances") }
+        return parse(raw)
+    }
+
+    /// Also accepts `base@`, the name of a template file.
+    public static func parseFileName(_ raw: String) -> (name: SpecName?, problem: String?) {
+        let parts = raw.split(separator: "@", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
+        switch parts.count {
+        case 1:
+            guard isValidBase(raw) else { return (nil, "\"\(raw)\" is not a valid name") }
+            return (SpecName(base: raw, instance: nil), nil)
+        case 2:
+            guard isValidBase(parts[0]) else { return (nil, "\"\(raw)\": \"\(parts[0])\" is not a valid template name") }
+            if parts[1].isEmpty { return (SpecName(base: parts[0], instance: ""), nil) }
+            guard isValidBase(parts[1]) else { return (nil, "\"\(raw)\": \"\(parts[1])\" is not a valid instance name") }
+            return (SpecName(base: parts[0], instance: parts[1]), nil)
+        default:
+            return (nil, "\"\(raw)\" has more than one '@'")
         }
-        return (SpecName(base: raw, instance: nil), nil)
     }
 
     /// `[a-z0-9][a-z0-9_-]{0,30}`

@@ -121,6 +121,7 @@ public final class StateStore: Sendable {
                 t.add(column: "crashLoop", .boolean).notNull().defaults(to: false)
             }
         }
+        registerTenantMigration(&m)
         return m
     }
 

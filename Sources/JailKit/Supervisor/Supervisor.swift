@@ -174,7 +174,7 @@ public final class Supervisor {
             // Stopped for failing its health checks: a failure, even if it exited cleanly.
             let unhealthy = unhealthyStops.removeValue(forKey: name) != nil
             guard let r2 = try manager.state.jail(name),
-                  let spec = try manager.loadSpecs().jails[name] else { return }
+                  let spec = try manager.definedSpec(name) else { return }
             let now = wallClock()
             // Restarts since the sysadmin's last explicit start (`up`, `reset`) only: a
             // reset starts the count over.
@@ -251,7 +251,7 @@ public final class Supervisor {
     /// failure. With restart = "no" it keeps running, marked unhealthy.
     func stopUnhealthy(_ name: String) {
         do {
-            guard let spec = try manager.loadSpecs().jails[name], spec.supervision.restart != .no,
+            guard let spec = try manager.definedSpec(name), spec.supervision.restart != .no,
                   let r = try manager.state.jail(name), manager.isAlive(r) else { return }
             unhealthyStops[name] = (monotonic() + spec.stopTimeout, r.pid, r.startTime)
             try manager.state.record(event: "health-stop", jail: name, detail: "stopping the unhealthy jail to restart it")
