@@ -36,6 +36,8 @@ struct JailNetworkTests {
             hostname = "www"
             [network]
             mode = "private"
+            egress = "none"
+            ports = ["18978:8080/tcp"]
             """)
         _ = try f.manager.up("web")
         let attachment = try FS.readText(f.manager.root.jailRun("web") + "/network").split(separator: " ")
@@ -63,6 +65,13 @@ struct JailNetworkTests {
         try f.manager.applyFirewall()
         #expect(run(["/usr/sbin/nft", "list", "table", "inet", table]) == 0)
         #expect(try f.manager.attachedJails().map(\.name) == ["web"])
+        // A broken spec file later does not change what the running jail's rules are:
+        // they come from the policy recorded at attach (egress none stays none).
+        try f.jail("web", "image = ")
+        try f.manager.applyFirewall()
+        let listed = try f.manager.network.nft.query(["list", "table", "inet", table])
+        #expect(listed.contains("tcp . 18978 : 10.87.0.3 . 8080"), "\(listed)")
+        #expect(!listed.contains("egress_nat {\n\t\ttype ipv4_addr\n\t\telements"), "\(listed)")
         _ = try f.manager.down("web")
         // The address stays leased to the jail; the link and the table are gone.
         #expect(try f.manager.network.ipam.existing(jail: "web") != nil)

@@ -98,6 +98,27 @@ import Testing
             ])
     }
 
+    @Test func firewallPolicyRoundTrips() throws {
+        let (jail, d) = parse("""
+            [network]
+            mode = "private"
+            ports = ["8080:80/tcp", "127.0.0.1:2222:22/tcp"]
+            egress = ["0.0.0.0/0:53", "192.0.2.0/24"]
+            links = ["db:5432/tcp"]
+            """)
+        #expect(d.isEmpty)
+        let n = try #require(jail).network
+        let text = FirewallPolicy.render(n)
+        #expect(text == "ports 8080:80/tcp 127.0.0.1:2222:22/tcp\negress allow 0.0.0.0/0:53 192.0.2.0/24\nlinks db:5432/tcp\n")
+        #expect(try FirewallPolicy.parse(text) == n)
+        var none = NetworkSpec()
+        none.mode = .private
+        none.egress = .none
+        #expect(try FirewallPolicy.parse(FirewallPolicy.render(none)) == none)
+        #expect(throws: (any Error).self) { try FirewallPolicy.parse("ports 80\negress none\n") }
+        #expect(throws: (any Error).self) { try FirewallPolicy.parse("ports\nlinks\n") }
+    }
+
     @Test func keysNeedPrivateMode() {
         let m = messages("""
             [network]

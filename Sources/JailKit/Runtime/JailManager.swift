@@ -233,6 +233,9 @@ public final class JailManager {
                     try self.applyFirewall()
                 }
                 try FS.writeAtomically(run + "/network", "\(a.hostInterface) \(a.jailAddress)\n", mode: 0o600)
+                // The policy it started with: later renders never depend on the spec files
+                // being readable then (a broken file must not widen a running jail's rules).
+                try FS.writeAtomically(run + "/firewall", FirewallPolicy.render(spec.network), mode: 0o600)
                 try self.writeGeneratedFiles(spec, address: a.jailAddress)
                 try self.applyFirewall()
             }
@@ -369,13 +372,20 @@ public final class JailManager {
 
     /// The firewall entry of every jail whose run directory holds a network attachment.
     public func attachedJails() throws -> [NetworkJail] {
-        let specs = try? loadSpecs()
         var out: [NetworkJail] = []
         for name in try FS.list(root.runDir) {
             guard let text = try? FS.readText(root.jailRun(name) + "/network") else { continue }
             let f = text.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
             guard f.count >= 2, let address = IPv4Address(f[1]) else { continue }
-            let net = specs.flatMap { try? jailSpec(name, in: $0) }?.network ?? NetworkSpec()
+            // The policy recorded at attach; a jail without one (or with an unreadable
+            // one) gets nothing: no forwards, no links, no egress. Failing closed.
+            var net = NetworkSpec()
+            net.egress = .none
+            do {
+                net = try FirewallPolicy.parse(try FS.readText(root.jailRun(name) + "/firewall"))
+            } catch {
+                logger.warning("jail \(name): no readable firewall policy (\(error)); it gets no forwards, links or egress until restarted")
+            }
             out.append(NetworkJail(name: name, address: address, hostInterface: f[0], ports: net.ports,
                                    egress: net.egress, links: net.links))
         }
