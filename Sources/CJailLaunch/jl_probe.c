@@ -174,6 +174,7 @@ static void fcgi(int fd, const char *path) {
     char *end = strstr(head, "\r\n\r\n");
     if (end) *end = 0;
     char *status = strstr(head, "Status: ");
+    if (status && strlen(status) < 11) verdict(0, "fcgi: a cut Status header", "");
     if (status && !status_ok(status + 8)) {
         char code[4] = {status[8], status[9], status[10], 0};
         verdict(0, "fcgi status ", code);
@@ -181,7 +182,7 @@ static void fcgi(int fd, const char *path) {
     verdict(1, "fcgi ok", "");
 }
 
-pid_t jl_probe_start(int kind, int netns_fd, const void *addr, unsigned int addr_len, const char *path,
+pid_t jl_probe_start(int kind, int netns_fd, int root_fd, const void *addr, unsigned int addr_len, const char *path,
                      int timeout_ms, int fd) {
     pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
     if (pid < 0) return -errno;
@@ -196,6 +197,7 @@ pid_t jl_probe_start(int kind, int netns_fd, const void *addr, unsigned int addr
         deadline.tv_nsec -= 1000000000L;
     }
     if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) < 0) verdict(0, "setns: ", strerrordesc_np(errno));
+    if (root_fd >= 0 && (fchdir(root_fd) < 0 || chroot(".") < 0)) verdict(0, "chroot into the jail: ", strerrordesc_np(errno));
     int family = ((const struct sockaddr *)addr)->sa_family;
     int s = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s < 0) verdict(0, "socket: ", strerrordesc_np(errno));

@@ -68,7 +68,7 @@ struct HealthTests {
         var fds: [Int32] = [0, 0]
         pipe(&fds)
         let pid = withUnsafePointer(to: &address) {
-            jl_probe_start(Int32(kind.rawValue), -1, $0, UInt32(MemoryLayout<sockaddr_un>.size), path, timeoutMs, fds[1])
+            jl_probe_start(Int32(kind.rawValue), -1, -1, $0, UInt32(MemoryLayout<sockaddr_un>.size), path, timeoutMs, fds[1])
         }
         close(fds[1])
         var status: Int32 = 0
@@ -78,10 +78,9 @@ struct HealthTests {
         return ((status >> 8) & 0xff, out.trimmingSuffixNewlines())
     }
 
-    @Test func fcgiProbeAgainstRealPHPFPM() throws {
-        try requireRoot()
-        let dir = try TempDir("fcgi")
-        defer { dir.remove() }
+    /// A php-fpm of the test's own on a Unix socket in dir (ping page /ping); stop it
+    /// with SIGTERM so its workers go too.
+    func startFPM(_ dir: TempDir) throws -> (pid: pid_t, socket: String) {
         let sock = dir.path + "/fpm.sock"
         try FS.writeAtomically(dir.path + "/fpm.conf", """
             [global]
@@ -96,14 +95,24 @@ struct HealthTests {
             ping.path = /ping
             """)
         let fpm = try spawn(["/usr/sbin/php-fpm8.2", "-F", "-R", "-n", "-y", dir.path + "/fpm.conf"], env: [], appendTo: dir.path + "/out.log")
-        defer {
-            // SIGTERM, not SIGKILL: the master takes its workers with it before it ends.
-            kill(fpm, SIGTERM)
-            var st: Int32 = 0
-            waitpid(fpm, &st, 0)
-        }
         let deadline = monotonic() + 10
         while !FS.exists(sock) && monotonic() < deadline { usleep(20_000) }
+        return (fpm, sock)
+    }
+
+    func stopFPM(_ pid: pid_t) {
+        // SIGTERM, not SIGKILL: the master takes its workers with it before it ends.
+        kill(pid, SIGTERM)
+        var st: Int32 = 0
+        waitpid(pid, &st, 0)
+    }
+
+    @Test func fcgiProbeAgainstRealPHPFPM() throws {
+        try requireRoot()
+        let dir = try TempDir("fcgi")
+        defer { dir.remove() }
+        let (fpm, sock) = try startFPM(dir)
+        defer { stopFPM(fpm) }
         var addr = try unixAddress(sock)
         let ok = probe(JL_PROBE_FCGI, &addr, path: "/ping")
         #expect(ok.0 == 0 && ok.1 == "fcgi ok", "\(ok)")
@@ -113,5 +122,33 @@ struct HealthTests {
         var nowhere = try unixAddress(dir.path + "/absent.sock")
         let refused = probe(JL_PROBE_TCP, &nowhere, path: "")
         #expect(refused.0 == 1 && refused.1.hasPrefix("connect: "), "\(refused)")
+    }
+
+    /// A socket path the jail turned into a symlink to a host socket: the daemon's probe
+    /// resolves it inside the jail and reaches nothing of the host.
+    @Test func aSocketSymlinkCannotLeadTheProbeToTheHost() throws {
+        let f = try JailFixture("health-link")
+        defer { f.cleanUp() }
+        let (fpm, hostSocket) = try startFPM(f.dir)
+        defer { stopFPM(fpm) }
+        try f.image("linker", "binaries = [\"/bin/sh\", \"/bin/ln\"]\nfiles = [\"\(f.probe)\"]")
+        try f.jail("trick", """
+            image = "linker"
+            command = ["/bin/sh", "-c", "ln -s \(hostSocket) /tmp/fpm.sock && exec \(f.probe) sleep 3600"]
+            restart = "no"
+            stop_timeout = 1
+            [health]
+            fcgi = "/ping"
+            socket = "/tmp/fpm.sock"
+            interval = 0.2
+            retries = 1
+            """)
+        let daemon = try sup.startDaemon(f)
+        defer { sup.stopDaemon(daemon) }
+        _ = try f.manager.up("trick")
+        #expect(try sup.waitFor(5) { try f.manager.status(of: "trick")?.health == .unhealthy })
+        let detail = try f.manager.state.events(jail: "trick").first { $0.kind == "unhealthy" }?.detail ?? ""
+        #expect(detail.contains("connect: "), "\(detail)")
+        _ = try f.manager.down("trick")
     }
 }

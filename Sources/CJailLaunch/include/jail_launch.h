@@ -174,7 +174,10 @@ pid_t jl_exec_in_start(const struct jl_plan *plan, const int *ns_fds, const int 
 // request whose Status, if any, is 2xx/3xx; php-fpm's ping page). It writes one line of
 // reason to report_fd and exits 0 (healthy) or 1. Returns its pid or -errno.
 enum jl_probe_kind { JL_PROBE_TCP = 1, JL_PROBE_HTTP = 2, JL_PROBE_FCGI = 3 };
-pid_t jl_probe_start(int kind, int netns_fd, const void *addr, unsigned int addr_len, const char *path,
+// root_fd >= 0 (an fd of /proc/PID/root): the probe chroots there first, so a Unix
+// socket path resolves inside the jail's own tree; a symlink planted there cannot lead
+// the (root) probe to a socket of the host.
+pid_t jl_probe_start(int kind, int netns_fd, int root_fd, const void *addr, unsigned int addr_len, const char *path,
                      int timeout_ms, int report_fd);
 
 // Starts path with argv (environment: envp) as a child that dies with the calling

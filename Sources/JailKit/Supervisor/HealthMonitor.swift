@@ -178,9 +178,19 @@ final class HealthMonitor {
         let pid: pid_t
         switch endpoint {
         case .socket(let inside):
-            var addr = try unixAddress("/proc/\(jailPid)/root" + inside)
+            // The path resolves in the jail's own tree (the probe chroots there): through
+            // /proc/PID/root from the host, a symlink the jail planted would resolve
+            // against the host's root instead.
+            let rootFd = open("/proc/\(jailPid)/root", oPath | O_DIRECTORY | O_CLOEXEC)
+            if rootFd < 0 { throw SystemError("open /proc/\(jailPid)/root") }
+            defer { close(rootFd) }
+            // Still the jail's process, not a reused pid, now that the fd pins it.
+            guard let t = jails[name], jl_proc_start_time(jailPid) == UInt64(t.startTime) else {
+                throw JailError(.notFound, "jail \(name) ended before its check")
+            }
+            var addr = try unixAddress(inside)
             pid = withUnsafePointer(to: &addr) {
-                jl_probe_start(Int32(kind.rawValue), -1, $0, UInt32(MemoryLayout<sockaddr_un>.size), path, timeoutMs, report)
+                jl_probe_start(Int32(kind.rawValue), -1, rootFd, $0, UInt32(MemoryLayout<sockaddr_un>.size), path, timeoutMs, report)
             }
         case .port(let port):
             var host = "127.0.0.1"
@@ -196,7 +206,7 @@ final class HealthMonitor {
             addr.sin_port = port.bigEndian
             guard inet_pton(AF_INET, host, &addr.sin_addr) == 1 else { throw JailError(.system, "bad address \(host)") }
             pid = withUnsafePointer(to: &addr) {
-                jl_probe_start(Int32(kind.rawValue), netnsFd, $0, UInt32(MemoryLayout<sockaddr_in>.size), path, timeoutMs, report)
+                jl_probe_start(Int32(kind.rawValue), netnsFd, -1, $0, UInt32(MemoryLayout<sockaddr_in>.size), path, timeoutMs, report)
             }
         }
         if pid < 0 { throw SystemError("fork a health probe", errno: -pid) }
