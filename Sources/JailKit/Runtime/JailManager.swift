@@ -715,27 +715,46 @@ public final class JailManager {
     /// this call made, so a failed `up` leaves the host as it found it.
     func makeVolumes(_ creations: [VolumeCreation], idMap: (base: UInt32, size: UInt32)?, undo: inout Rollback) throws {
         for c in creations {
-            var made: [String] = []
-            var path = ""
-            for part in c.source.split(separator: "/") {
-                path += "/" + part
-                if mkdir(path, 0o755) == 0 {
-                    made.append(path)
-                } else if errno != EEXIST {
-                    throw SystemError("mkdir \(path)")
-                }
-            }
-            undo.add("remove the volume directories \(made)") {
-                for d in made.reversed() where rmdir(d) != 0 && errno != ENOENT { throw SystemError("rmdir \(d)") }
-            }
-            // Another `up` (or the sysadmin) may have made it meanwhile: theirs, untouched.
-            guard made.last == c.source else { continue }
             if let m = idMap, c.uid >= m.size || c.gid >= m.size {
                 throw JailError(.invalidSpec, "volume \(c.source): owner \(c.uid):\(c.gid) is outside the jail's user namespace (0-\(m.size - 1))")
             }
+            // Walked by directory fds: what this call makes is owned and moded through
+            // its own fd (never by path), and the new directory itself is opened without
+            // following a link, so nothing swapped in meanwhile (by a jail that can write
+            // the parent) redirects a chown or chmod onto a host file.
+            let parts = c.source.split(separator: "/").map(String.init)
+            var path = ""
+            var dir = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if dir < 0 { throw SystemError("open /") }
+            defer { close(dir) }
+            var leafMade = false
+            for (i, part) in parts.enumerated() {
+                path += "/" + part
+                let last = i == parts.count - 1
+                var created = false
+                if mkdirat(dir, part, last ? 0o700 : 0o755) == 0 {
+                    created = true
+                    // Registered at once: a failure further down still takes it back
+                    // (steps run newest first, so the deepest goes first).
+                    let made = path
+                    undo.add("remove the volume directory \(made)") {
+                        if rmdir(made) != 0 && errno != ENOENT { throw SystemError("rmdir \(made)") }
+                    }
+                } else if errno != EEXIST {
+                    throw SystemError("mkdir \(path)")
+                }
+                // Existing parents may be links of the host's layout; what we made may not.
+                let next = openat(dir, part, O_RDONLY | O_DIRECTORY | O_CLOEXEC | (created ? O_NOFOLLOW : 0))
+                if next < 0 { throw SystemError("open \(path)\(created ? " (replaced while being made?)" : "")") }
+                close(dir)
+                dir = next
+                if last { leafMade = created }
+            }
+            // Another `up` (or the sysadmin) may have made it meanwhile: theirs, untouched.
+            guard leafMade else { continue }
             let (uid, gid) = idMap.map { (c.uid + $0.base, c.gid + $0.base) } ?? (c.uid, c.gid)
-            try check("chown \(c.source)", fchownat(AT_FDCWD, c.source, uid, gid, AT_SYMLINK_NOFOLLOW))
-            try check("chmod \(c.source)", chmod(c.source, mode_t(c.mode)))
+            try check("chown \(c.source)", fchown(dir, uid, gid))
+            try check("chmod \(c.source)", fchmod(dir, mode_t(c.mode)))
         }
     }
 
