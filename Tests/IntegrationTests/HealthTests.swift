@@ -147,6 +147,8 @@ struct HealthTests {
         defer { sup.stopDaemon(daemon) }
         _ = try f.manager.up("trick")
         #expect(try sup.waitFor(5) { try f.manager.status(of: "trick")?.health == .unhealthy })
+        // The event follows the health file by a moment.
+        #expect(try sup.waitFor(5) { try f.manager.state.events(jail: "trick").contains { $0.kind == "unhealthy" } })
         let detail = try f.manager.state.events(jail: "trick").first { $0.kind == "unhealthy" }?.detail ?? ""
         #expect(detail.contains("connect: "), "\(detail)")
         _ = try f.manager.down("trick")

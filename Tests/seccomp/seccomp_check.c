@@ -85,6 +85,9 @@ int main(int argc, char **argv) {
     report("clone3", syscall(435, NULL, 0));
     report("mseal", syscall(462, 0, 0, 0));
     // Allowed: 0 expected.
+    report("ioctl_tiocsti", syscall(SYS_ioctl, -1, 0x5412UL, NULL));
+    report("ioctl_tiocsti_high_bits", syscall(SYS_ioctl, -1, 0x100005412UL, NULL));
+    report("ioctl_tiocgwinsz", syscall(SYS_ioctl, -1, 0x5413UL, NULL));
     report("getpid", syscall(SYS_getpid));
     int fd = open("/dev/null", O_RDONLY);
     report("open_dev_null", fd);

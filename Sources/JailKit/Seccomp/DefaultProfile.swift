@@ -167,8 +167,12 @@ extension SeccompProfile {
         rules.append(SeccompRule("clone3", .enosys,
                                  reason: "its flags are in memory, out of seccomp's reach; ENOSYS makes glibc fall back to clone"))
         rules += deniedSyscalls.map { SeccompRule($0.name, .eperm, reason: $0.reason) }
-        return SeccompProfile(name: "default", defaultAction: .eperm, badArchAction: .killProcess, architectures: [.native],
-                              rules: rules,
-                              newerSyscalls: NewerSyscalls(reviewedThrough: reviewedThrough, upTo: 511, action: .enosys))
+        var profile = SeccompProfile(name: "default", defaultAction: .eperm, badArchAction: .killProcess, architectures: [.native],
+                                     rules: rules,
+                                     newerSyscalls: NewerSyscalls(reviewedThrough: reviewedThrough, upTo: 511, action: .enosys))
+        // A command run by `jailctl exec` shares the caller's terminal: TIOCSTI would type
+        // into the sysadmin's shell, TIOCLINUX paste into it.
+        profile.deniedIoctls = [0x5412, 0x541C]
+        return profile
     }()
 }

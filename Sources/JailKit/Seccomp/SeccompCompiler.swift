@@ -10,7 +10,51 @@ public enum SeccompCompiler {
     public static let maxInstructions = 4096
 
     public static func compile(_ profile: SeccompProfile) throws -> [UInt8] {
-        try withFilter(profile) { ctx in try export(ctx, "bpf", seccomp_export_bpf) }
+        let program = try withFilter(profile) { ctx in try export(ctx, "bpf", seccomp_export_bpf) }
+        return try ioctlGuard(profile.deniedIoctls) + program
+    }
+
+    /// Classic BPF that refuses the given ioctl requests with EPERM and otherwise falls
+    /// through to the instruction after it (libseccomp's program, whose jumps are all
+    /// relative and forward, so it runs unchanged behind this). Native architecture
+    /// only: another ABI falls through to libseccomp's bad-architecture action.
+    static func ioctlGuard(_ requests: [UInt32]) throws -> [UInt8] {
+        guard !requests.isEmpty else { return [] }
+        guard case .number(let ioctl) = SeccompSyscalls.resolve("ioctl") else {
+            throw JailError(.system, "seccomp: no ioctl number for this architecture")
+        }
+        let arch = seccomp_arch_native()
+        // struct seccomp_data: nr at 0, arch at 4, args[1] at 24 (its low half on a
+        // little-endian machine, 28 on a big-endian one).
+        var one: UInt16 = 1
+        let littleEndian = withUnsafeBytes(of: &one) { $0[0] == 1 }
+        let arg1Low: UInt32 = littleEndian ? 24 : 28
+        let ldW: UInt16 = 0x20, jeqK: UInt16 = 0x15, retK: UInt16 = 0x06
+        let n = requests.count
+        // 0: ld arch; 1: jeq native ? next : out; 2: ld nr; 3: jeq ioctl ? next : out;
+        // 4: ld args[1] low; 5...: jeq request ? deny : next; then ja out (jeq 0,0 never
+        // needed: the last jeq's false branch skips the deny); deny: ret ERRNO(EPERM).
+        var insns: [(UInt16, UInt8, UInt8, UInt32)] = []
+        let total = 5 + n + 1  // through the deny instruction
+        func toOut(from i: Int) -> UInt8 { UInt8(total - i - 1) }
+        insns.append((ldW, 0, 0, 4))
+        insns.append((jeqK, 0, toOut(from: 1), arch))
+        insns.append((ldW, 0, 0, 0))
+        insns.append((jeqK, 0, toOut(from: 3), UInt32(ioctl)))
+        insns.append((ldW, 0, 0, arg1Low))
+        for (k, r) in requests.enumerated() {
+            let i = 5 + k
+            let deny = UInt8(total - 1 - i - 1)
+            insns.append((jeqK, deny, k == n - 1 ? toOut(from: i) : 0, r))
+        }
+        insns.append((retK, 0, 0, actionValue(.eperm)))
+        var out: [UInt8] = []
+        for (code, jt, jf, k) in insns {
+            withUnsafeBytes(of: code) { out += $0 }
+            out += [jt, jf]
+            withUnsafeBytes(of: k) { out += $0 }
+        }
+        return out
     }
 
     /// libseccomp's own pseudo-code of the compiled filter, for `inspect --seccomp --pfc`.

@@ -89,6 +89,11 @@ public struct SeccompProfile: Sendable, Hashable {
     /// System calls numbered above the reviewed table (added to the kernel after this
     /// profile was written) get this action instead of the default; see `defaultProfile`.
     public var newerSyscalls: NewerSyscalls?
+    /// ioctl requests refused with EPERM whatever the rules say (compared on their low 32
+    /// bits, as the kernel reads them). libseccomp cannot express "allow ioctl except
+    /// these": its unconditional allow wins over conditional denials, so the compiler
+    /// puts these in front of its program (`SeccompCompiler.ioctlGuard`).
+    public var deniedIoctls: [UInt32] = []
 
     public struct NewerSyscalls: Sendable, Hashable {
         /// The highest system call number that was reviewed (and is named by libseccomp).

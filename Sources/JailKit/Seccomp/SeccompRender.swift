@@ -9,6 +9,10 @@ extension SeccompCompiler {
         if let n = p.newerSyscalls {
             out.append("newer system calls #\(n.reviewedThrough + 1)...#\(n.upTo): \(n.action)")
         }
+        if !p.deniedIoctls.isEmpty {
+            out.append("before all rules: ioctl requests " + p.deniedIoctls.map { "0x" + String($0, radix: 16) }.joined(separator: ", ")
+                       + " (TIOCSTI, TIOCLINUX: typing into a shared terminal): errno EPERM")
+        }
         let plainAllows = p.rules.filter { $0.action == .allow && $0.conditions.isEmpty && $0.reason.isEmpty }
         let others = p.rules.filter { !($0.action == .allow && $0.conditions.isEmpty && $0.reason.isEmpty) }
         let width = (others.map(\.syscall.count).max() ?? 0) + 1

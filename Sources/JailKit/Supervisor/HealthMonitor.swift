@@ -254,8 +254,9 @@ final class HealthMonitor {
         if turnsUnhealthy { t.state = .unhealthy }
         jails[name] = t
         guard turnsUnhealthy else { return }
-        write(name, .unhealthy, reason)
+        // The event first: whoever sees "unhealthy" in status finds its alert too.
         notifier.alert(kind: "unhealthy", jail: name, detail: "\(t.failures) failed checks in a row; last: \(reason)")
+        write(name, .unhealthy, reason)
         onUnhealthy(name, t.spec)
     }
 
