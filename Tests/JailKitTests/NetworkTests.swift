@@ -119,6 +119,18 @@ import Testing
         #expect(throws: (any Error).self) { try FirewallPolicy.parse("ports\nlinks\n") }
     }
 
+    @Test func overlappingAllowlistEntriesAreErrors() {
+        #expect(messages("""
+            [network]
+            mode = "private"
+            egress = ["10.0.0.0/8:443/tcp", "10.1.0.0/16:443/tcp", "10.1.0.0/16:80/tcp", "0.0.0.0/0", "192.0.2.0/24", "192.0.2.0/24:443", "198.51.100.0/24:53", "198.51.100.9:53/udp"]
+            """) == [
+                "5:33 network.egress[1]: \"10.1.0.0/16:443/tcp\" overlaps network.egress[0] \"10.0.0.0/8:443/tcp\"",
+                "5:91 network.egress[4]: \"192.0.2.0/24\" overlaps network.egress[3] \"0.0.0.0/0\"",
+                "5:149 network.egress[7]: \"198.51.100.9:53/udp\" overlaps network.egress[6] \"198.51.100.0/24:53\"",
+            ])
+    }
+
     @Test func keysNeedPrivateMode() {
         let m = messages("""
             [network]

@@ -46,14 +46,23 @@ enum NetworkSchema {
         SpecField("egress", valid: egressValid) { value, path, n, context in
             if case .array = value {
                 guard let entries = context.strings(value, at: path, valid: egressValid) else { return }
-                var rules: [EgressRule] = []
-                for e in entries {
+                var rules: [(rule: EgressRule, index: Int)] = []
+                for (i, e) in entries.enumerated() {
                     switch parseEgress(e.text) {
                     case .failure(let problem): context.report(e.path, "\"\(e.text)\": \(problem.message)", valid: egressValid)
-                    case .success(let r): if !rules.contains(r) { rules.append(r) }
+                    case .success(let r):
+                        // The kernel refuses overlapping intervals in one set: an entry
+                        // inside another's network for the same port is an error here,
+                        // not a failing `up` (or a table no jail can change) later.
+                        if let other = rules.first(where: { $0.rule.collides(with: r) }) {
+                            context.report(e.path, "\"\(e.text)\" overlaps network.egress[\(other.index)] \"\(other.rule.description)\"",
+                                           valid: "one entry per destination; drop the narrower one")
+                        } else {
+                            rules.append((r, i))
+                        }
                     }
                 }
-                n.egress = .allow(rules)
+                n.egress = .allow(rules.map(\.rule))
                 return
             }
             guard let text = context.string(value, at: path, valid: egressValid) else { return }

@@ -57,6 +57,18 @@ public struct EgressRule: Sendable, Equatable, Hashable {
     public var description: String {
         "\(network)" + (port.map { ":\($0)" } ?? "") + (proto.map { "/\($0.rawValue)" } ?? "")
     }
+
+    /// Both would put overlapping intervals into one nftables set: port-less entries
+    /// whose networks overlap, or entries for one port and protocol (nil is both) whose
+    /// networks overlap.
+    func collides(with o: EgressRule) -> Bool {
+        let networks = network.contains(o.network.base) || o.network.contains(network.base)
+        switch (port, o.port) {
+        case (nil, nil): return networks
+        case (let a?, let b?): return networks && a == b && (proto == nil || o.proto == nil || proto == o.proto)
+        default: return false
+        }
+    }
 }
 
 /// `"[HOSTADDR:]HOSTPORT:JAILPORT/PROTO"`.
