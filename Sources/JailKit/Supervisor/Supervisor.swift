@@ -168,11 +168,17 @@ public final class Supervisor {
     /// restart it.
     func handleExit(_ name: String) {
         do {
+            // A health stop belongs to one run: gone (down, crash loop) or replaced, it
+            // must not make a later run's clean exit count as a failure.
+            if let stop = unhealthyStops[name] {
+                let r = try manager.state.jail(name)
+                if r == nil || r?.pid != stop.pid || r?.startTime != stop.startTime || r?.wanted == false { unhealthyStops[name] = nil }
+            }
             guard let r = try manager.state.jail(name), r.wanted, !r.crashLoop, timers[name] == nil else { return }
             guard let status = try manager.currentStatus(of: name), status.state == .exited else { return }
             health.forget(name)
             // Stopped for failing its health checks: a failure, even if it exited cleanly.
-            let unhealthy = unhealthyStops.removeValue(forKey: name) != nil
+            let unhealthy = unhealthyStops.removeValue(forKey: name).map { $0.pid == r.pid && $0.startTime == r.startTime } ?? false
             guard let r2 = try manager.state.jail(name),
                   let spec = try manager.definedSpec(name) else { return }
             let now = wallClock()

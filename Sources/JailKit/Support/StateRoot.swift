@@ -30,7 +30,6 @@ public struct StateRoot: Sendable {
     public func jailRun(_ jail: String) -> String { runDir + "/" + jail }
     public func jailLog(_ jail: String) -> String { logDir + "/" + jail + ".log" }
 
-    /// Creates the layout with root-only permissions where secrets or locks live.
     /// A ready /dev for jails (device nodes, pts and shm mount points, the usual
     /// symlinks), bound read-only into each: 4 mount calls at launch instead of a tmpfs
     /// and a bind per device (22). Made on first use; nil where device nodes cannot work
@@ -76,8 +75,13 @@ public struct StateRoot: Sendable {
                                    ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
                 try check("symlink \(name)", symlink(target, tmp + "/" + name))
             }
-            try FS.removeTree(devTemplate)
-            try check("rename \(tmp)", rename(tmp, devTemplate))
+            // A template in use is bound into running jails: never removed, only moved
+            // aside when broken; a rename onto a whole one fails (another `up` won).
+            if FS.exists(devTemplate) && existingDevTemplate() == nil {
+                try check("move the broken /dev template aside",
+                          rename(devTemplate, devTemplate + ".broken-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"))
+            }
+            if rename(tmp, devTemplate) != 0 { try FS.removeTree(tmp) }
             return existingDevTemplate()
         } catch {
             // No template: jails get the tmpfs /dev, which needs none; what is left of
@@ -87,6 +91,7 @@ public struct StateRoot: Sendable {
         }
     }
 
+    /// Creates the layout with root-only permissions where secrets or locks live.
     public func prepare() throws {
         try FS.mkdirs(path, mode: 0o711)
         for (dir, mode) in [(store, mode_t(0o755)), (runDir, 0o711), (logDir, 0o750), (lockDir, 0o700)] {
