@@ -502,8 +502,14 @@ public final class JailManager {
 
     /// `exec` without waiting, for health checks: the pid to reap (exit status = the
     /// command's); `output` takes its stdout and stderr.
-    public func startExec(_ name: String, argv: [String], output: Int32) throws -> pid_t {
-        let (plan, pid) = try execPlan(name, argv: argv)
+    public func startExec(_ name: String, argv: [String], output: Int32, outputLimit: UInt64? = nil) throws -> pid_t {
+        var (plan, pid) = try execPlan(name, argv: argv)
+        if let limit = outputLimit {
+            // The output is a host file: no more than this of it (and of any file the
+            // command writes); beyond, SIGXFSZ ends the command.
+            plan.rlimits.removeAll { $0.name == "fsize" }
+            plan.rlimits.append(ResourceLimit(Int32(RLIMIT_FSIZE.rawValue), "fsize", soft: limit, hard: limit))
+        }
         let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
         if null < 0 { throw SystemError("open /dev/null") }
         defer { close(null) }

@@ -123,34 +123,32 @@ final class HealthMonitor {
             track(name)
             return
         }
-        // Only the probe gets the write end (a fork keeps it; an exec elsewhere must not).
-        let report: (read: Int32, write: Int32)
-        do { report = try FS.pipeCloexec() } catch {
+        // An unlinked file, not a pipe: a check that writes a lot (an exec check's
+        // output) never blocks on a full pipe nobody reads until it ends.
+        let report: Int32
+        do { report = try FS.unlinkedFile(containing: "") } catch {
             logger.error("jail \(name): health: \(error)")
             return
         }
-        _ = fcntl(report.read, F_SETFL, O_NONBLOCK)
         let pid: pid_t
         do {
-            pid = try launch(name, t.spec, jailPid: r.pid, report: report.write)
+            pid = try launch(name, t.spec, jailPid: r.pid, report: report)
         } catch {
-            close(report.read)
-            close(report.write)
+            close(report)
             verdict(name, healthy: false, reason: "\(error)")
             return
         }
-        close(report.write)
         let pidfd = jl_pidfd_open(pid)
         guard pidfd >= 0 else {
             // Without a pidfd the loop would never hear of its end: end it now.
             var st: Int32 = 0
             _ = Glibc.kill(pid, SIGKILL)
             while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
-            close(report.read)
+            close(report)
             verdict(name, healthy: false, reason: "pidfd_open: \(strerrorString(-pidfd))")
             return
         }
-        jails[name]?.probe = Probe(pid: pid, pidfd: pidfd, report: report.read, deadline: monotonic() + t.spec.timeout)
+        jails[name]?.probe = Probe(pid: pid, pidfd: pidfd, report: report, deadline: monotonic() + t.spec.timeout)
     }
 
     /// Starts the check's process; its report (or output) goes to `report`.
@@ -158,7 +156,8 @@ final class HealthMonitor {
         let timeoutMs = Int32(min(spec.timeout * 1000, Double(Int32.max)))
         switch spec.check {
         case .exec(let argv):
-            return try manager.startExec(name, argv: argv, output: report)
+            // The report is a file of the host's /tmp: a check may not fill it.
+            return try manager.startExec(name, argv: argv, output: report, outputLimit: 64 << 10)
         case .tcp(let port):
             return try probe(JL_PROBE_TCP, name, jailPid: jailPid, endpoint: .port(port), path: "", timeoutMs, report)
         case .http(let path):
@@ -221,7 +220,8 @@ final class HealthMonitor {
         var status: Int32 = 0
         while waitpid(p.pid, &status, 0) < 0 && errno == EINTR {}
         var buf = [UInt8](repeating: 0, count: 512)
-        let n = read(p.report, &buf, buf.count)
+        // From the start: the check's writes moved the shared offset to the end.
+        let n = pread(p.report, &buf, buf.count, 0)
         close(p.report)
         close(p.pidfd)
         let text = n > 0 ? String(decoding: buf[0..<n], as: UTF8.self) : ""
