@@ -349,23 +349,67 @@ struct Logs: ParsableCommand {
                 text = text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines + 1).joined(separator: "\n")
             }
             FileHandle.standardOutput.write(Data(text.utf8))
+            // Rotated files still to read, in order, before the current one (opened at
+            // once when a rotation is seen, so further renames cannot shift them).
+            var pending: [Int32] = []
+            // Woken by the log directory's changes (a write, a rotation), not by a timer:
+            // a fast writer rotates the log more often than any polling would look.
+            let notify = follow ? inotify_init1(Int32(IN_CLOEXEC)) : -1
+            defer { if notify >= 0 { close(notify) } }
+            if notify >= 0 { _ = inotify_add_watch(notify, m.root.logDir, UInt32(IN_MODIFY | IN_CREATE | IN_MOVED_TO)) }
+            var events = [UInt8](repeating: 0, count: 4096)
             while follow {
                 let n = read(fd, &buf, buf.count)
                 if n > 0 {
                     FileHandle.standardOutput.write(Data(buf[0..<n]))
                     continue
                 }
-                // At the end of the file: if the monitor rotated it, go on in the new one.
+                if let next = pending.first {
+                    pending.removeFirst()
+                    close(fd)
+                    fd = next
+                    continue
+                }
+                // At the end of the file: if the monitor rotated it, go on with the files
+                // that came after it (several rotations may have happened meanwhile), then
+                // the current one.
                 var now = stat(), open_ = stat()
                 if stat(path, &now) == 0, fstat(fd, &open_) == 0, now.st_ino != open_.st_ino {
-                    let next = open(path, O_RDONLY | O_CLOEXEC)
-                    if next >= 0 {
-                        close(fd)
-                        fd = next
-                        continue
+                    // The rotated files and the current one, opened together and checked
+                    // against their names again: a rotation while opening them shifts
+                    // every name by one, and then we look again.
+                    var opened: [(fd: Int32, ino: UInt)] = []
+                    for _ in 0..<10 {
+                        for o in opened { close(o.fd) }
+                        let files = LogQuery.files(m.root, jail: name)  // oldest first, current last
+                        opened = files.compactMap { f -> (fd: Int32, ino: UInt)? in
+                            let fd = open(f, O_RDONLY | O_CLOEXEC)
+                            var st = stat()
+                            guard fd >= 0 else { return nil }
+                            guard fstat(fd, &st) == 0 else { close(fd); return nil }
+                            return (fd, UInt(st.st_ino))
+                        }
+                        let again = LogQuery.files(m.root, jail: name).map { f -> UInt in
+                            var st = stat()
+                            return stat(f, &st) == 0 ? UInt(st.st_ino) : 0
+                        }
+                        if again == opened.map(\.ino) { break }
                     }
+                    let ours = opened.firstIndex { $0.ino == UInt(open_.st_ino) }
+                    if ours == nil {
+                        printErr("jailctl: logs: the log rotated past what was read (log_keep too small to follow); going on with the newest")
+                    }
+                    let start = (ours ?? opened.count - 2) + 1
+                    for (i, o) in opened.enumerated() where i < start { close(o.fd) }
+                    pending = opened[start...].map(\.fd)
+                    continue
                 }
-                usleep(200_000)
+                if notify >= 0 {
+                    var p = pollfd(fd: notify, events: Int16(POLLIN), revents: 0)
+                    if poll(&p, 1, 1000) > 0 { _ = read(notify, &events, events.count) }
+                } else {
+                    usleep(200_000)
+                }
             }
         }
     }

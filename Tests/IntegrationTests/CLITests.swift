@@ -143,4 +143,36 @@ struct CLITests {
         #expect(status == 0)
         #expect(out.contains("jailctl build --check --record"), "\(out)")
     }
+
+    /// `logs -f` goes on in the new file when the monitor rotates: no line is lost or
+    /// doubled across rotations.
+    @Test func logsFollowAcrossRotation() throws {
+        let f = try JailFixture("cli-follow")
+        defer { f.cleanUp() }
+        try f.jail("chatty", """
+            image = "probe"
+            command = ["/bin/sh", "-c", "sleep 1; i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo line-$i; [ $((i % 300)) = 0 ] && sleep 0.05; done; exec \(f.probe) sleep 3600"]
+            log_max_size = 4096
+            log_keep = 8
+            stop_timeout = 1
+            """)
+        let out = f.dir.path + "/follow.out"
+        let env = ["JAILCTL_ROOT=\(f.manager.root.path)", "JAILCTL_SPECS=\(f.specs)", "PATH=/usr/bin:/bin"]
+        _ = try f.manager.up("chatty")
+        // Started right away: it reads what is there, then follows the rotations.
+        let follower = try spawn([Self.binary, "logs", "-f", "chatty"], env: env, appendTo: out)
+        defer {
+            kill(follower, SIGTERM)
+            var st: Int32 = 0
+            waitpid(follower, &st, 0)
+        }
+        let deadline = monotonic() + 20
+        while monotonic() < deadline, !((try? FS.readText(out)) ?? "").contains("line-3000\n") { usleep(50_000) }
+        let numbers = ((try? FS.readText(out)) ?? "").split(separator: "\n").compactMap { Int($0.split(separator: "-").last ?? "") }
+        // All of them, from the first: the follower was there before the jail spoke, and
+        // the log went through about 20 rotations meanwhile.
+        #expect(numbers == Array(1...3000), "\(numbers.count) lines from \(numbers.first ?? 0)")
+        #expect(FS.exists(f.manager.root.jailLog("chatty") + ".1"))
+        _ = try f.manager.down("chatty")
+    }
 }
