@@ -79,6 +79,26 @@ struct SupervisorTests {
         _ = try f.manager.down("crash")
     }
 
+    /// A broken spec file of another jail does not stop the daemon's restarts.
+    @Test func aBrokenSpecElsewhereDoesNotStopRestarts() throws {
+        let f = try JailFixture("sup-broken")
+        defer { f.cleanUp() }
+        try f.jail("flaky", """
+            image = "probe"
+            command = ["\(f.probe)", "exit", "1"]
+            restart = "always"
+            restart_delay = 0.1
+            restart_max_delay = 0.1
+            restart_limit = 100
+            """)
+        let daemon = try startDaemon(f)
+        defer { stopDaemon(daemon) }
+        _ = try f.manager.up("flaky")
+        try f.jail("broken", "image = ")
+        #expect(try waitFor(10) { try f.manager.state.events(jail: "flaky").filter { $0.kind == "restart" }.count >= 3 })
+        _ = try f.manager.down("flaky")
+    }
+
     @Test func onFailureLeavesACleanExitAlone() throws {
         let f = try JailFixture("sup-clean")
         defer { f.cleanUp() }

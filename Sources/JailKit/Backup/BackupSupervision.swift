@@ -15,7 +15,7 @@ extension Supervisor {
             children.reap(logger: { logger.warning("\($0)") })
             let jails: [String]
             do {
-                jails = try manager.loadSpecs().jails.values.filter { $0.backup != nil }.map(\.name).sorted()
+                jails = try manager.loadSpecs(lenient: true).jails.values.filter { $0.backup != nil }.map(\.name).sorted()
             } catch {
                 logger.error("backup checks: the specs do not load, skipped until they do: \(error)")
                 return

@@ -85,12 +85,17 @@ public final class JailManager {
     // MARK: specs
 
     /// Loads every spec; any error diagnostic refuses the operation with all messages.
-    public func loadSpecs() throws -> SpecSet {
+    /// `lenient` (the daemon's own work: restarts, health checks): the files without
+    /// errors, the errors logged; one broken file must not stop every other jail's
+    /// restarts. What a sysadmin runs stays strict.
+    public func loadSpecs(lenient: Bool = false) throws -> SpecSet {
         let (set, diagnostics) = SpecLoader.load(directory: specsDirectory)
         let errors = diagnostics.filter { $0.severity == .error }
         for w in diagnostics where w.severity != .error { logger.warning("\(w.description)") }
         if !errors.isEmpty {
-            throw JailError(.invalidSpec, errors.map(\.description).joined(separator: "\n"))
+            let text = errors.map(\.description).joined(separator: "\n")
+            guard lenient else { throw JailError(.invalidSpec, text) }
+            logger.error("spec errors (those jails are left out): \(text)")
         }
         return set
     }
@@ -173,7 +178,7 @@ public final class JailManager {
         if restart, let p = previous, !p.wanted || p.crashLoop {
             throw JailError(.busy, "jail \(name) is no longer wanted up; not restarting it")
         }
-        let set = try loadSpecs()
+        let set = try loadSpecs(lenient: restart)
         let spec = try jailSpec(name, in: set)
         try writeTenantConfig(spec)
         // A backup jail's area (its volumes' sources, sshd's files, the host key) first.

@@ -54,7 +54,7 @@ final class HealthMonitor {
     func track(_ name: String, specs: SpecSet? = nil) {
         do {
             guard let r = try manager.state.jail(name), r.wanted, manager.isAlive(r),
-                  let health = try manager.definedSpec(name, in: specs)?.supervision.health
+                  let health = try manager.definedSpec(name, in: specs ?? manager.loadSpecs(lenient: true))?.supervision.health
             else {
                 forget(name)
                 return

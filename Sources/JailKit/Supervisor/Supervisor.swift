@@ -112,7 +112,7 @@ public final class Supervisor {
         }
         // One read of the spec files for all of them.
         var specs: SpecSet?
-        do { specs = try manager.loadSpecs() } catch {
+        do { specs = try manager.loadSpecs(lenient: true) } catch {
             logger.error("reconcile: \(error); health checks wait for valid specs")
             specs = SpecSet()
         }
@@ -180,7 +180,7 @@ public final class Supervisor {
             // Stopped for failing its health checks: a failure, even if it exited cleanly.
             let unhealthy = unhealthyStops.removeValue(forKey: name).map { $0.pid == r.pid && $0.startTime == r.startTime } ?? false
             guard let r2 = try manager.state.jail(name),
-                  let spec = try manager.definedSpec(name) else { return }
+                  let spec = try manager.definedSpec(name, in: manager.loadSpecs(lenient: true)) else { return }
             let now = wallClock()
             // Restarts since the sysadmin's last explicit start (`up`, `reset`) only: a
             // reset starts the count over.
@@ -257,7 +257,7 @@ public final class Supervisor {
     /// failure. With restart = "no" it keeps running, marked unhealthy.
     func stopUnhealthy(_ name: String) {
         do {
-            guard let spec = try manager.definedSpec(name), spec.supervision.restart != .no,
+            guard let spec = try manager.definedSpec(name, in: manager.loadSpecs(lenient: true)), spec.supervision.restart != .no,
                   let r = try manager.state.jail(name), manager.isAlive(r) else { return }
             unhealthyStops[name] = (monotonic() + spec.stopTimeout, r.pid, r.startTime)
             try manager.state.record(event: "health-stop", jail: name, detail: "stopping the unhealthy jail to restart it")
