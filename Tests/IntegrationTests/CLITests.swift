@@ -10,24 +10,7 @@ struct CLITests {
 
     /// Runs jailctl with the fixture's root and specs; returns (exit code, stdout+stderr).
     func jailctl(_ f: JailFixture, _ args: [String]) -> (Int32, String) {
-        var fds: [Int32] = [0, 0]
-        pipe(&fds)
-        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        let env = ["JAILCTL_ROOT=\(f.manager.root.path)", "JAILCTL_SPECS=\(f.specs)", "PATH=/usr/bin:/bin"]
-        let pid: pid_t
-        do {
-            pid = try spawn([Self.binary] + args, env: env, output: fds[1])
-        } catch {
-            close(fds[0])
-            close(fds[1])
-            return (-1, "\(error)")
-        }
-        close(fds[1])
-        let out = readPipe(fds[0])
-        close(fds[0])
-        var status: Int32 = 0
-        waitpid(pid, &status, 0)
-        return ((status >> 8) & 0xff, out)
+        runJailctl(root: f.manager.root.path, specs: f.specs, args)
     }
 
     @Test func validateReportsPositionsAndExitStatus() throws {

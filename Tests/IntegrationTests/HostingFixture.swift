@@ -167,17 +167,7 @@ final class HostingFixture {
         for s in (try? manager.statuses()) ?? [] where s.state == .running {
             do { _ = try manager.down(s.name, timeout: 3) } catch { Issue.record("down \(s.name): \(error)") }
         }
-        if let probe = try? manager.cgroup(of: "probe") {
-            for instanceDir in probe.instanceDirectories where FS.isDirectory(instanceDir) {
-                for jail in ((try? FS.list(instanceDir)) ?? []) where FS.isDirectory(instanceDir + "/" + jail) {
-                    Issue.record("cgroup of jail \(jail) left behind in \(instanceDir)")
-                    if let cg = try? manager.cgroup(of: jail) {
-                        try? cg.kill()
-                        try? cg.remove()
-                    }
-                }
-            }
-        }
+        recordLeftoverCgroups(manager)
         dir.remove()
     }
 }

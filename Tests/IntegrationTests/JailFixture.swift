@@ -71,17 +71,7 @@ final class JailFixture {
         }
         // A cgroup still here after every jail went down is a bug: name it (the test
         // fails) and remove it, so one failure does not leak into the leak check.
-        if let probe = try? manager.cgroup(of: "probe") {
-            for instanceDir in probe.instanceDirectories where FS.isDirectory(instanceDir) {
-                for jail in ((try? FS.list(instanceDir)) ?? []) where FS.isDirectory(instanceDir + "/" + jail) {
-                    Issue.record("cgroup of jail \(jail) left behind in \(instanceDir)")
-                    if let cg = try? manager.cgroup(of: jail) {
-                        try? cg.kill()
-                        try? cg.remove()
-                    }
-                }
-            }
-        }
+        recordLeftoverCgroups(manager)
         dir.remove()
     }
 }
