@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import Testing
 
@@ -45,5 +46,87 @@ struct ImageStoreTests {
         #expect(inode(a2.path + sh)?.links == 3)
         #expect(FS.exists(a2.path + "/usr/bin/echo") && FS.exists(b.path + "/usr/bin/ls"))
         #expect(try f.manager.images.gc().images.isEmpty)
+    }
+
+    /// Runs `body` on a thread of its own; `finished` says whether it has returned.
+    /// Unchecked: `result` is behind `mutex`; what `body` uses is the state database
+    /// (safe across threads) and files the test thread only reads.
+    final class Background: @unchecked Sendable {
+        private let body: () throws -> String
+        private let done = DispatchSemaphore(value: 0)
+        private let mutex = NSLock()
+        private var result: Result<String, any Error>?
+
+        init(_ body: @escaping () throws -> String) {
+            self.body = body
+            Thread { self.run() }.start()
+        }
+
+        private func run() {
+            let r = Result { try body() }
+            mutex.withLock { result = r }
+            done.signal()
+        }
+
+        var finished: Bool { mutex.withLock { result != nil } }
+
+        func wait(seconds: Double) -> Result<String, any Error>? {
+            guard done.wait(timeout: .now() + seconds) == .success else { return nil }
+            return mutex.withLock { result }
+        }
+    }
+
+    /// Takes the store lock as a build (shared) or as gc (exclusive) would.
+    func holdStoreLock(_ f: JailFixture, _ operation: Int32) throws -> Int32 {
+        let fd = open(f.manager.root.store + "/.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        try check("open store lock", fd)
+        try check("flock store lock", flock(fd, operation))
+        return fd
+    }
+
+    @Test func gcWaitsForARunningBuild() throws {
+        let f = try JailFixture("store-gc-lock")
+        defer { f.cleanUp() }
+        _ = try f.manager.build("probe")
+        // A build in flight: its object under a temporary name, the store lock shared.
+        let objects = f.manager.root.store + "/" + ObjectStore.directory
+        let inFlight = objects + "/.tmp-1-1"
+        try FS.writeAtomically(inFlight, "x")
+        let build = try holdStoreLock(f, LOCK_SH)
+        let images = f.manager.images
+        let gc = Background { "\(try images.gc().objects)" }
+        usleep(500_000)
+        #expect(!gc.finished)
+        #expect(FS.exists(inFlight))
+        close(build)
+        // With the build gone, the left-over temporary object is gc's to remove.
+        let report = try #require(gc.wait(seconds: 30))
+        #expect(try report.get() == "1")
+        #expect(!FS.exists(inFlight))
+    }
+
+    @Test func buildWaitsForGC() throws {
+        let f = try JailFixture("store-build-lock")
+        defer { f.cleanUp() }
+        try f.image("a", "binaries = [\"/bin/sh\"]")
+        let gc = try holdStoreLock(f, LOCK_EX)
+        let manager = f.manager
+        let build = Background { try manager.build("a").record.hash }
+        usleep(500_000)
+        #expect(!build.finished)
+        #expect(try FS.list(f.manager.root.store).filter { $0.hasPrefix(".build-") }.isEmpty)
+        #expect(try f.manager.state.image("a") == nil)
+        close(gc)
+        let hash = try #require(build.wait(seconds: 60)).get()
+        #expect(try f.manager.state.image("a")?.hash == hash)
+        #expect(FS.isDirectory(f.manager.root.store + "/" + hash))
+    }
+
+    @Test func usageReportsAnUnreadableManifest() throws {
+        let f = try JailFixture("store-usage")
+        defer { f.cleanUp() }
+        let built = try f.manager.build("probe")
+        try check("unlink manifest", unlink(built.path + ".manifest"))
+        #expect(throws: JailError.self) { _ = try f.manager.images.usage() }
     }
 }

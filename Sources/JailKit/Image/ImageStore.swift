@@ -26,6 +26,10 @@ public struct ImageStore {
         let t0 = monotonic()
         let plan = try builder.plan(spec, users: users, groups: groups)
         let existed = try state.image(spec.name)
+        // Until the record is saved nothing but this lock keeps gc off the new tree and
+        // its objects; planning above needs no lock, and `up` launches without it.
+        let lock = try StoreLock(store: root.store, .shared)
+        defer { lock.release() }
         let result = try ImageWriter().write(plan, store: root.store)
         let record = ImageRecord(name: spec.name, hash: result.hash, builtAt: wallClock(), files: result.files,
                                  bytes: result.bytes, specFile: spec.file)
@@ -45,18 +49,32 @@ public struct ImageStore {
         public var jails: [String]
     }
 
+    /// Throws when a stored image cannot be read (a missing manifest or file): a count
+    /// of 0 would hide a damaged store.
     public func usage() throws -> [Usage] {
+        // Shared: gc cannot remove a version between reading the records and its files.
+        let lock = try StoreLock(store: root.store, .shared)
+        defer { lock.release() }
         let records = try state.images()
         let running = try state.jails().filter { $0.state == .running }
-        return records.map { r in
+        return try records.map { r in
             var unique: Int64 = 0
-            let manifest = (try? FS.readText(root.store + "/" + r.hash + ".manifest")) ?? ""
+            let manifestPath = root.store + "/" + r.hash + ".manifest"
+            let manifest: String
+            do { manifest = try FS.readText(manifestPath) } catch {
+                throw JailError(.image, "image \(r.name): cannot read \(manifestPath): \(error)")
+            }
             for line in manifest.split(separator: "\n") where line.hasPrefix("f\t") {
                 let f = line.split(separator: "\t", omittingEmptySubsequences: false)
                 guard f.count > 1 else { continue }
+                let file = root.store + "/" + r.hash + String(f[1])
                 var st = stat()
+                if lstat(file, &st) != 0 {
+                    let failure = SystemError("stat \(file)")
+                    throw JailError(.image, "image \(r.name): \(failure)")
+                }
                 // Two links: the object and this image; more: shared with another image.
-                if lstat(root.store + "/" + r.hash + String(f[1]), &st) == 0, st.st_nlink <= 2 { unique += Int64(st.st_size) }
+                if st.st_nlink <= 2 { unique += Int64(st.st_size) }
             }
             return Usage(name: r.name, hash: r.hash, files: r.files, bytes: r.bytes, uniqueBytes: unique,
                          jails: running.filter { $0.imageHash == r.hash }.map(\.name).sorted())
@@ -73,6 +91,10 @@ public struct ImageStore {
     /// image of a jail's current run, then the objects no image links any more.
     /// `dryRun`: only says what would go.
     public func gc(dryRun: Bool = false) throws -> GCReport {
+        // Exclusive: waits for running builds to save their records, and keeps new ones
+        // from reusing a tree or an object while it goes.
+        let lock = try StoreLock(store: root.store, .exclusive)
+        defer { lock.release() }
         let keep = Set(try state.images().map(\.hash)).union(try state.jails().filter { $0.state == .running }.map(\.imageHash))
         var report = GCReport(images: [], objects: 0, bytes: 0)
         for entry in try FS.list(root.store) where entry.count == 64 && entry.allSatisfy(\.isHexDigit) && !keep.contains(entry) {
@@ -83,11 +105,14 @@ public struct ImageStore {
             }
         }
         let objects = root.store + "/" + ObjectStore.directory
-        for name in (try? FS.list(objects)) ?? [] {
+        // No objects directory: nothing was ever built with a file in it.
+        let names = FS.exists(objects) ? try FS.list(objects) : []
+        for name in names {
             var st = stat()
-            guard lstat(objects + "/" + name, &st) == 0 else { continue }
+            try check("stat \(objects)/\(name)", lstat(objects + "/" + name, &st))
             // Counted before the images above go in a dry run, so it reports only what
             // is unlinked already; a real run sees the links those removals dropped.
+            // A `.tmp-*` object is a crashed build's: a running one holds the lock.
             if st.st_nlink <= 1 || name.hasPrefix(".tmp-") {
                 report.objects += 1
                 report.bytes += Int64(st.st_size)

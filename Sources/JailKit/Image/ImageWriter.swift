@@ -173,13 +173,20 @@ struct ObjectStore {
     func close() { _ = Glibc.close(fd) }
 
     /// Makes `tmpName` the object of its content (unless one is there already: then
-    /// that one is used) and links the object as `name` in `dirfd`.
-    func link(_ tmpName: String, digest: String, mode: UInt32, into dirfd: Int32, name: String, path: String) throws {
+    /// that one is used) and links the object as `name` in `dirfd`. An object at the
+    /// file system's link limit (EMLINK; ext4: 65,000, reached by the empty file) is
+    /// not shared: the entry keeps `tmpName`'s inode as a private copy instead.
+    /// Returns false when it did so.
+    @discardableResult
+    func link(_ tmpName: String, digest: String, mode: UInt32, into dirfd: Int32, name: String, path: String) throws -> Bool {
         let object = "\(digest)-\(String(mode, radix: 8))"
         if linkat(fd, tmpName, fd, object, 0) != 0 && errno != EEXIST {
             throw SystemError("store the object of \(path)")
         }
-        try check("link \(path) in image", linkat(fd, object, dirfd, name, 0))
+        if linkat(fd, object, dirfd, name, 0) == 0 { return true }
+        guard errno == EMLINK else { throw SystemError("link \(path) in image") }
+        try check("link a private copy of \(path) in image", linkat(fd, tmpName, dirfd, name, 0))
+        return false
     }
 }
 

@@ -31,12 +31,27 @@ enum HostCommand {
         var pid: pid_t = 0
         let rc = env.map { posix_spawn(&pid, argv[0], &actions, nil, cargs, $0) } ?? posix_spawn(&pid, argv[0], &actions, nil, cargs, environ)
         close(input)
-        defer { close(out) }
-        if rc != 0 { throw SystemError("spawn \(argv[0])", errno: rc) }
-        let text = (try? FS.readAll(out, path: "\(argv[0]) output", limit: limit)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        if rc != 0 {
+            close(out)
+            throw SystemError("spawn \(argv[0])", errno: rc)
+        }
+        let output: [UInt8]
+        do {
+            output = try FS.readAll(out, path: "\(argv[0]) output", limit: limit)
+        } catch {
+            // Output abandoned (over `limit`, or unreadable): closed first, so a program
+            // still writing gets EPIPE instead of blocking on a full pipe, and killed,
+            // so one ignoring that cannot keep the caller in waitpid.
+            close(out)
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            throw JailError(.system, "\(argv[0]): output not read (limit \(limit) bytes): \(error)")
+        }
+        close(out)
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return (code, text.trimmingSuffixNewlines())
+        return (code, String(decoding: output, as: UTF8.self).trimmingSuffixNewlines())
     }
 }
