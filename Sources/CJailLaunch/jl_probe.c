@@ -226,6 +226,10 @@ pid_t jl_spawn_tied(const char *path, char *const argv[], char *const envp[], in
     pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
     if (pid != 0) return pid < 0 ? -errno : pid;
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != parent) _exit(127);
+    // The calling thread's blocked signals would stay blocked across execve.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (null < 0 || dup2(null, 0) < 0 || dup2(stdout_fd, 1) < 0) _exit(127);
     syscall(SYS_close_range, 3, ~0U, 0);

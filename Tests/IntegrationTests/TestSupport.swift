@@ -77,21 +77,6 @@ func probeReport(_ text: String) -> [String: String] {
     return out
 }
 
-/// Spawn attributes with an empty signal mask and default dispositions: Swift Testing's
-/// threads block signals (SIGCHLD among them), and a child would inherit that.
-func cleanSpawnAttributes() -> posix_spawnattr_t {
-    var attr = posix_spawnattr_t()
-    posix_spawnattr_init(&attr)
-    var none = sigset_t()
-    sigemptyset(&none)
-    var all = sigset_t()
-    sigfillset(&all)
-    posix_spawnattr_setsigmask(&attr, &none)
-    posix_spawnattr_setsigdefault(&attr, &all)
-    posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-    return attr
-}
-
 /// Spawns argv with the given environment, stdout and stderr on `output` (or a file
 /// opened for appending); returns the pid. Signals as a shell would leave them.
 func spawn(_ argv: [String], env: [String], output: Int32? = nil, appendTo file: String? = nil) throws -> pid_t {

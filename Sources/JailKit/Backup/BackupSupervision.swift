@@ -26,7 +26,9 @@ extension Supervisor {
                 let cargs = argv.map { strdup($0) } + [nil]
                 defer { for p in cargs { free(p) } }
                 var pid: pid_t = 0
-                let rc = posix_spawn(&pid, executable, nil, nil, cargs, environ)
+                var attr = cleanSpawnAttributes()
+                defer { posix_spawnattr_destroy(&attr) }
+                let rc = posix_spawn(&pid, executable, nil, &attr, cargs, environ)
                 if rc != 0 {
                     logger.error("backup check of \(jail): spawn \(executable): \(strerrorString(rc))")
                 } else {

@@ -59,8 +59,10 @@ public final class Notifier {
         let cargs = command.map { strdup($0) } + [nil]
         let cenv = env.map { strdup($0) } + [nil]
         defer { for p in cargs + cenv { free(p) } }
+        var attr = cleanSpawnAttributes()
+        defer { posix_spawnattr_destroy(&attr) }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, path, &actions, nil, cargs, cenv)
+        let rc = posix_spawn(&pid, path, &actions, &attr, cargs, cenv)
         if rc != 0 {
             logger.error("notify command \(path): \(strerrorString(rc))")
             return

@@ -28,8 +28,10 @@ enum HostCommand {
         defer { for p in cargs { free(p) } }
         let env = environment.map { $0.map { strdup($0) } + [nil] }
         defer { for p in env ?? [] { free(p) } }
+        var attr = cleanSpawnAttributes()
+        defer { posix_spawnattr_destroy(&attr) }
         var pid: pid_t = 0
-        let rc = env.map { posix_spawn(&pid, argv[0], &actions, nil, cargs, $0) } ?? posix_spawn(&pid, argv[0], &actions, nil, cargs, environ)
+        let rc = env.map { posix_spawn(&pid, argv[0], &actions, &attr, cargs, $0) } ?? posix_spawn(&pid, argv[0], &actions, &attr, cargs, environ)
         close(input)
         if rc != 0 {
             close(out)
@@ -54,4 +56,21 @@ enum HostCommand {
         let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
         return (code, String(decoding: output, as: UTF8.self).trimmingSuffixNewlines())
     }
+}
+
+/// posix_spawn attributes that give the program an empty signal mask and default
+/// dispositions: the spawning thread's blocked signals (Swift's runtime threads, a test
+/// runner's) would otherwise be blocked in it too, and `timeout` or SIGTERM could not
+/// stop it. Destroy with posix_spawnattr_destroy.
+public func cleanSpawnAttributes() -> posix_spawnattr_t {
+    var attr = posix_spawnattr_t()
+    posix_spawnattr_init(&attr)
+    var none = sigset_t()
+    sigemptyset(&none)
+    var all = sigset_t()
+    sigfillset(&all)
+    posix_spawnattr_setsigmask(&attr, &none)
+    posix_spawnattr_setsigdefault(&attr, &all)
+    posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+    return attr
 }
