@@ -268,6 +268,18 @@ import Testing
             """)
     }
 
+    @Test func elementDiffCarriesOtherJailsLinksToIt() {
+        let r = Ruleset(instance: "j1234abc")
+        let db = Self.jails[1]
+        // web links to db: db's arrival brings that link, and its leaving takes it.
+        #expect(r.elementDiff(.add, jail: db, others: Self.jails) == """
+            add element inet jailctl_j1234abc jail_src { "jc12340000ff" . 10.88.0.11 }
+            add element inet jailctl_j1234abc links { 10.88.0.3 . 10.88.0.11 . tcp . 5432 }
+
+            """)
+        #expect(r.elementDiff(.delete, jail: db, others: Self.jails).hasPrefix("delete element inet jailctl_j1234abc jail_src"))
+    }
+
     @Test func interfaceNames() {
         let n = Links.interfaceName(instance: "j1234abc")
         #expect(n.count == 12 && n.hasPrefix("jc1234"))

@@ -179,6 +179,22 @@ public struct Ruleset: Sendable {
         return s
     }
 
+    /// What changes in the table when `jail` joins (`.add`) or leaves (`.delete`) the
+    /// attached `others`: the difference of the rendered elements with and without it,
+    /// so links of other jails to it come and go with it too. Empty text: nothing.
+    public func elementDiff(_ change: ElementChange, jail: NetworkJail, others: [NetworkJail]) -> String {
+        let without = elements(others.filter { $0.name != jail.name })
+        let with = elements(others.filter { $0.name != jail.name } + [jail])
+        var s = ""
+        for name in Self.setNames {
+            let old = Set(without[name] ?? [])
+            let delta = (with[name] ?? []).filter { !old.contains($0) }
+            if delta.isEmpty { continue }
+            s += "\(change.rawValue) element inet \(table) \(name) { \(delta.joined(separator: ", ")) }\n"
+        }
+        return s
+    }
+
     // MARK: text helpers
 
     func set(_ name: String, type: String, _ elements: [String]?, map: Bool = false, interval: Bool = false) -> String {

@@ -232,17 +232,22 @@ public final class JailManager {
                 let hadLease = try self.network.ipam.existing(jail: name) != nil
                 let a = try self.network.attach(jail: name, pid: pid, spec: spec.network)
                 undo.add("detach the network") {
+                    let entry = try self.attachedJails().first { $0.name == name }
                     try self.network.detach(a)
                     if !hadLease { try self.network.ipam.release(jail: name) }
                     try FS.removeTree(run + "/network")
-                    try self.applyFirewall()
+                    if let entry { try self.updateFirewall(.delete, jail: entry) } else { try self.applyFirewall() }
                 }
                 try FS.writeAtomically(run + "/network", "\(a.hostInterface) \(a.jailAddress)\n", mode: 0o600)
                 // The policy it started with: later renders never depend on the spec files
                 // being readable then (a broken file must not widen a running jail's rules).
                 try FS.writeAtomically(run + "/firewall", FirewallPolicy.render(spec.network), mode: 0o600)
                 try self.writeGeneratedFiles(spec, address: a.jailAddress)
-                try self.applyFirewall()
+                guard let entry = try self.attachedJails().first(where: { $0.name == name }) else {
+                    throw JailError(.system, "jail \(name): its network record did not read back")
+                }
+                // Into the table before the table exists: the whole table, once.
+                if try self.attachedJails().count == 1 { try self.applyFirewall() } else { try self.updateFirewall(.add, jail: entry) }
             }
         })
         undo.add("stop the jail") { try self.kill(pid: child.pid, startTime: child.startTime, signal: SIGKILL) }
@@ -338,8 +343,9 @@ public final class JailManager {
         try cg.remove()
         if FS.exists(root.jailRun(name) + "/network") {
             // The jail's netns is gone with its last process, and its veth with it.
+            let entry = try attachedJails().first { $0.name == name }
             try FS.removeTree(root.jailRun(name) + "/network")
-            try applyFirewall()
+            if let entry { try updateFirewall(.delete, jail: entry) } else { try applyFirewall() }
         }
         record = try state.jail(name) ?? record
         record.wanted = false
@@ -395,6 +401,24 @@ public final class JailManager {
                                    egress: net.egress, links: net.links))
         }
         return out
+    }
+
+    /// One jail's elements into or out of the table, as a diff of the rendered elements
+    /// with and without it (one `nft -f` transaction, the rules untouched): the cost of an
+    /// `up` or `down` stays flat with the number of jails. The whole table instead when
+    /// there is none yet, when the last jail leaves, or when the change does not apply
+    /// (the table was changed by hand).
+    func updateFirewall(_ change: Ruleset.ElementChange, jail: NetworkJail) throws {
+        let others = try attachedJails().filter { $0.name != jail.name }
+        guard !others.isEmpty else { return try applyFirewall() }
+        let text = network.ruleset.elementDiff(change, jail: jail, others: others)
+        if text.isEmpty { return }
+        do {
+            try network.nft.apply(text)
+        } catch {
+            logger.info("element change for jail \(jail.name) did not apply (\(error)); applying the whole table")
+            try applyFirewall()
+        }
     }
 
     /// Renders the instance's table from the attached jails and applies it in one
