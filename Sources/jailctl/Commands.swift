@@ -203,6 +203,12 @@ struct Up: ParsableCommand {
                     print("\(name): running (pid \(r.status.pid ?? 0), image \(r.status.image))")
                 }
             }
+            // Jails run without a daemon, but nothing restarts or checks them then: say
+            // so, and how to have one (the choice: say, not start one behind your back).
+            if !order.isEmpty, Supervisor.ask(m.root, "ping") == nil {
+                fflush(nil)  // after what was printed above, also when both go to one pipe
+                printErr("jailctl: note: no jailctl daemon runs for \(m.root.path): these jails are not restarted or health-checked; start it with `systemctl start jailctl` (scripts/jailctl.service) or `jailctl daemon &`")
+            }
         }
     }
 }
