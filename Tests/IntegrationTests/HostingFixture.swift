@@ -211,19 +211,8 @@ struct HTTPClient: Sendable {
 
     /// GET (or POST) through the test's nginx on 127.0.0.1, with the tenant's Host header.
     func get(_ host: String, _ path: String, timeout: Int = 15) -> Response? {
-        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard s >= 0 else { return nil }
+        guard let s = tcpConnect(address, port, timeout: timeout) else { return nil }
         defer { close(s) }
-        var tv = timeval(tv_sec: timeout, tv_usec: 0)
-        setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_port = port.bigEndian
-        inet_pton(AF_INET, address, &a.sin_addr)
-        let rc = withUnsafePointer(to: &a) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0 else { return nil }
         let request = Array("GET \(path) HTTP/1.0\r\nHost: \(host)\r\nConnection: close\r\n\r\n".utf8)
         guard request.withUnsafeBytes({ FS.writeAll(s, $0.baseAddress, $0.count) }) else { return nil }
         let raw = readPipe(s)

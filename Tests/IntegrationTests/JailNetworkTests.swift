@@ -10,19 +10,8 @@ import Testing
 struct JailNetworkTests {
     /// Connects to addr:port and returns what the server says.
     func ask(_ address: String, _ port: UInt16) -> String? {
-        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard s >= 0 else { return nil }
+        guard let s = tcpConnect(address, port) else { return nil }
         defer { close(s) }
-        var tv = timeval(tv_sec: 2, tv_usec: 0)
-        setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_port = port.bigEndian
-        inet_pton(AF_INET, address, &a.sin_addr)
-        let rc = withUnsafePointer(to: &a) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0 else { return nil }
         return readPipe(s)
     }
 

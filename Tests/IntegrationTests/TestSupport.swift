@@ -144,3 +144,24 @@ func recordLeftoverCgroups(_ manager: JailManager) {
         }
     }
 }
+
+/// A TCP connection to address:port with a receive timeout; nil when refused or
+/// unreachable. The caller closes it.
+func tcpConnect(_ address: String, _ port: UInt16, timeout: Int = 2) -> Int32? {
+    let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard s >= 0 else { return nil }
+    var tv = timeval(tv_sec: timeout, tv_usec: 0)
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    var a = sockaddr_in()
+    a.sin_family = sa_family_t(AF_INET)
+    a.sin_port = port.bigEndian
+    inet_pton(AF_INET, address, &a.sin_addr)
+    let rc = withUnsafePointer(to: &a) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard rc == 0 else {
+        close(s)
+        return nil
+    }
+    return s
+}

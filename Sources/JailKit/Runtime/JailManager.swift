@@ -232,7 +232,7 @@ public final class JailManager {
                 let hadLease = try self.network.ipam.existing(jail: name) != nil
                 let a = try self.network.attach(jail: name, pid: pid, spec: spec.network)
                 undo.add("detach the network") {
-                    let entry = try self.attachedJails().first { $0.name == name }
+                    let entry = self.attachedJail(name)
                     try self.network.detach(a)
                     if !hadLease { try self.network.ipam.release(jail: name) }
                     try FS.removeTree(run + "/network")
@@ -243,11 +243,10 @@ public final class JailManager {
                 // being readable then (a broken file must not widen a running jail's rules).
                 try FS.writeAtomically(run + "/firewall", FirewallPolicy.render(spec.network), mode: 0o600)
                 try self.writeGeneratedFiles(spec, address: a.jailAddress)
-                guard let entry = try self.attachedJails().first(where: { $0.name == name }) else {
-                    throw JailError(.system, "jail \(name): its network record did not read back")
+                guard let entry = self.attachedJail(name) else {
+                    throw JailError(.system, "jail \(name): its network record in \(run) did not read back; see the log above, then `jailctl up \(name)` again")
                 }
-                // Into the table before the table exists: the whole table, once.
-                if try self.attachedJails().count == 1 { try self.applyFirewall() } else { try self.updateFirewall(.add, jail: entry) }
+                try self.updateFirewall(.add, jail: entry)
             }
         })
         undo.add("stop the jail") { try self.kill(pid: child.pid, startTime: child.startTime, signal: SIGKILL) }
@@ -343,7 +342,7 @@ public final class JailManager {
         try cg.remove()
         if FS.exists(root.jailRun(name) + "/network") {
             // The jail's netns is gone with its last process, and its veth with it.
-            let entry = try attachedJails().first { $0.name == name }
+            let entry = attachedJail(name)
             try FS.removeTree(root.jailRun(name) + "/network")
             if let entry { try updateFirewall(.delete, jail: entry) } else { try applyFirewall() }
         }
@@ -383,24 +382,26 @@ public final class JailManager {
 
     /// The firewall entry of every jail whose run directory holds a network attachment.
     public func attachedJails() throws -> [NetworkJail] {
-        var out: [NetworkJail] = []
-        for name in try FS.list(root.runDir) {
-            guard let text = try? FS.readText(root.jailRun(name) + "/network") else { continue }
-            let f = text.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
-            guard f.count >= 2, let address = IPv4Address(f[1]) else { continue }
-            // The policy recorded at attach; a jail without one (or with an unreadable
-            // one) gets nothing: no forwards, no links, no egress. Failing closed.
-            var net = NetworkSpec()
-            net.egress = .none
-            do {
-                net = try FirewallPolicy.parse(try FS.readText(root.jailRun(name) + "/firewall"))
-            } catch {
-                logger.warning("jail \(name): no readable firewall policy (\(error)); it gets no forwards, links or egress until restarted")
-            }
-            out.append(NetworkJail(name: name, address: address, hostInterface: f[0], ports: net.ports,
-                                   egress: net.egress, links: net.links))
+        try FS.list(root.runDir).compactMap { attachedJail($0) }
+    }
+
+    /// One jail's firewall entry from its run directory (`network`: interface and
+    /// address, `firewall`: the policy recorded at attach); nil when it is not attached.
+    public func attachedJail(_ name: String) -> NetworkJail? {
+        guard let text = try? FS.readText(root.jailRun(name) + "/network") else { return nil }
+        let f = text.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
+        guard f.count >= 2, let address = IPv4Address(f[1]) else { return nil }
+        // A jail without a readable policy gets nothing: no forwards, no links, no
+        // egress. Failing closed.
+        var net = NetworkSpec()
+        net.egress = .none
+        do {
+            net = try FirewallPolicy.parse(try FS.readText(root.jailRun(name) + "/firewall"))
+        } catch {
+            logger.warning("jail \(name): no readable firewall policy (\(error)); it gets no forwards, links or egress until restarted")
         }
-        return out
+        return NetworkJail(name: name, address: address, hostInterface: f[0], ports: net.ports,
+                           egress: net.egress, links: net.links)
     }
 
     /// One jail's elements into or out of the table, as a diff of the rendered elements

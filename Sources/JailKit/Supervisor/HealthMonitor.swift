@@ -193,9 +193,8 @@ final class HealthMonitor {
             }
         case .port(let port):
             var host = "127.0.0.1"
-            if let text = try? FS.readText(manager.root.jailRun(name) + "/network"),
-               let address = text.split(separator: " ").last.map({ String($0).trimmingSuffixNewlines() }) {
-                host = address
+            if let attached = manager.attachedJail(name) {
+                host = "\(attached.address)"
             } else {
                 netnsFd = open("/proc/\(jailPid)/ns/net", O_RDONLY | O_CLOEXEC)
                 if netnsFd < 0 { throw SystemError("open /proc/\(jailPid)/ns/net") }
