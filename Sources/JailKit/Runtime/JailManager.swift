@@ -119,11 +119,15 @@ public final class JailManager {
             SpecLoader.instantiate($0, values: .sample(base: $0.base), nameInstance: false).0
         }
         for j in Array(set.jails.values) + samples where j.image == image {
-            if case .name(let n) = j.user { users.insert(n) }
-            if case .name(let g)? = j.group { groups.insert(g) }
+            // A jail's own users (and their groups) live in its own passwd, never the image's.
+            let own = Set(j.users.map(\.name))
+            func user(_ n: String) { if !own.contains(n) { users.insert(n) } }
+            func group(_ g: String) { if !own.contains(g) { groups.insert(g) } }
+            if case .name(let n) = j.user { user(n) }
+            if case .name(let g)? = j.group { group(g) }
             for v in j.volumes {
-                if case .name(let n)? = v.owner { users.insert(n) }
-                if case .name(let g)? = v.group { groups.insert(g) }
+                if case .name(let n)? = v.owner { user(n) }
+                if case .name(let g)? = v.group { group(g) }
             }
         }
         return (users.sorted(), groups.sorted())
@@ -206,7 +210,9 @@ public final class JailManager {
         }
         var plan = try launchPlan(spec, prepared: prepared, makeDirectories: true)
         try makeVolumes(prepared.creations, idMap: plan.idMap, undo: &undo)
+        try makeHomes(spec, prepared: prepared, idMap: plan.idMap, undo: &undo)
         try writeGeneratedFiles(spec, address: nil)
+        try writeIdentityFiles(spec, prepared: prepared)
         plan.log = LogTarget(directory: root.logDir, name: name + ".log", maxBytes: spec.supervision.logMaxBytes,
                              keep: spec.supervision.logKeep)
         plan.log?.syslogSocket = syslogSocket(name)
@@ -289,6 +295,8 @@ public final class JailManager {
         var undo = Rollback(logger: logger)
         defer { undo.run() }
         try makeVolumes(prepared.creations, idMap: plan.idMap, undo: &undo)
+        try makeHomes(spec, prepared: prepared, idMap: plan.idMap, undo: &undo)
+        try writeIdentityFiles(spec, prepared: prepared)
         let cg = try cgroupDriver().create(jail: name, instance: root.instance, limits: Self.cgroupLimits(spec.isolation.limits))
         defer {
             do {
@@ -585,6 +593,8 @@ public final class JailManager {
         var missingTargets: [(String, Bool)]
         /// Volume sources `up` makes, with their owner as the jail sees it.
         var creations: [VolumeCreation] = []
+        /// The jail's own passwd and group (image + `[[users]]`); nil: the image's serve.
+        var identity: IdentityFiles?
     }
 
     struct VolumeCreation {
@@ -606,7 +616,7 @@ public final class JailManager {
             let report = try build(spec.image, set: set)
             image = (report.record.hash, report.path)
         }
-        let ids = IdentityFiles.load(imageRoot: image.path)
+        let ids = try jailIdentity(spec, imageRoot: image.path)
         var userName: String?, uid: UInt32?, groupName: String?, gid: UInt32?
         switch spec.user {
         case .name(let n): userName = n
@@ -626,7 +636,7 @@ public final class JailManager {
         var volumes: [PlannedVolume] = []
         var missing: [(String, Bool)] = []
         var creations: [VolumeCreation] = []
-        let generated = generatedFiles(spec).filter { g in !spec.volumes.contains { $0.target == g.target } }
+        let generated = (generatedFiles(spec) + identityFiles(spec)).filter { g in !spec.volumes.contains { $0.target == g.target } }
         for g in generated {
             // The image may hold its own (a symlink, a directory): then it has the say.
             switch ImageFS.lookup(g.target, imageRoot: image.path) {
@@ -664,8 +674,10 @@ public final class JailManager {
             }
             volumes.append(volume)
         }
-        return Prepared(image: image, uid: resolved.uid, gid: resolved.gid, groups: resolved.groups, home: resolved.home,
-                        volumes: volumes, missingTargets: missing, creations: creations)
+        var prepared = Prepared(image: image, uid: resolved.uid, gid: resolved.gid, groups: resolved.groups, home: resolved.home,
+                                volumes: volumes, missingTargets: missing, creations: creations)
+        if !spec.users.isEmpty { prepared.identity = ids }
+        return prepared
     }
 
     /// Files jailctl writes per jail and mounts read-only over the image's: a private

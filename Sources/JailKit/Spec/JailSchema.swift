@@ -17,6 +17,9 @@ enum JailSchema {
         var network = NetworkSpec()
         var tenant: TenantSpec?
         var backup: BackupSpec?
+        var users: [JailUserSpec] = []
+        /// Where each of `users` stands in the file's [[users]] (bad entries are left out).
+        var userIndices: [Int] = []
     }
 
     struct VolumeDraft: Sendable {
@@ -32,6 +35,7 @@ enum JailSchema {
     static let fields: [SpecField<Draft>] = baseFields + IsolationSchema.fields + SupervisionSchema.fields + NetworkSchema.fields
         + TenantSchema.fields
         + BackupSchema.fields
+        + JailUserSchema.fields
 
     static let baseFields: [SpecField<Draft>] = [
         SpecField("image", required: true, valid: "the name of a file in Images/ without .toml, e.g. \"shell\"") {

@@ -25,6 +25,8 @@ public struct JailSpec: Sendable, Equatable, Hashable {
     public var tenant: TenantSpec?
     /// An rsync-only backup server (`[backup]`); its volumes are part of `volumes`.
     public var backup: BackupSpec?
+    /// Users only this jail has (`[[users]]`), in a passwd and group of its own.
+    public var users: [JailUserSpec] = []
 
     public static let defaultUser = IDRef.name("root")
     public static let defaultWorkdir = "/"

@@ -70,7 +70,27 @@ public enum SpecLoader {
         }
         diagnostics += checkOrder(set: &set, jailNames: Set(maps.keys), maps: maps, hostChecks: hostChecks)
         diagnostics += checkPorts(set: &set, maps: maps, hostChecks: hostChecks)
+        diagnostics += checkJailUsers(set: &set, maps: maps, hostChecks: hostChecks)
         return (set, diagnostics)
+    }
+
+    /// A jail's own user may not take a name its image holds because other jails of the
+    /// image run as it (the image's passwd has it): the jail's passwd would name it twice.
+    static func checkJailUsers(set: inout SpecSet, maps: [String: (String, TOMLSourceMap)], hostChecks: Bool) -> [SpecDiagnostic] {
+        var out: [SpecDiagnostic] = []
+        for (name, jail) in set.jails where !jail.users.isEmpty {
+            guard let (file, map) = maps[name] else { continue }
+            let imageUsers = Set(JailManager.identities(of: jail.image, in: set).users)
+            var context = SpecContext(file: file, map: map, hostChecks: hostChecks)
+            for (i, u) in jail.users.enumerated() where imageUsers.contains(u.name) {
+                context.report(TOMLKeyPath.root.appending("users").appending(index: i).appending("name"),
+                               "\"\(u.name)\" is a user of image \(jail.image) (another of its jails runs as it)",
+                               valid: "a name no jail of image \(jail.image) uses as user or owner")
+            }
+            if context.hasErrors { set.jails[name] = nil }
+            out += context.diagnostics
+        }
+        return sorted(out)
     }
 
     /// `after` names jails that exist and has no cycles; offending jails are dropped from
@@ -177,6 +197,7 @@ public enum SpecLoader {
         var draft = JailSchema.Draft()
         context.decode(table, at: .root, fields: JailSchema.fields, into: &draft, what: "a jail file")
         TenantSchema.check(draft, context: &context)
+        JailUserSchema.check(draft, context: &context)
         guard let specName, let image = draft.image, let command = draft.command else { return (nil, draft.image) }
         var jail = JailSpec(
             name: specName.description, file: context.file, image: image, command: command,
@@ -188,6 +209,7 @@ public enum SpecLoader {
         jail.supervision = draft.supervision
         jail.network = draft.network
         jail.tenant = draft.tenant
+        jail.users = draft.users
         if let backup = draft.backup {
             // The area's mounts come from [backup]; a volume of the file on one of their
             // targets would shadow or be shadowed by them.
