@@ -129,4 +129,95 @@ struct ImageStoreTests {
         try check("unlink manifest", unlink(built.path + ".manifest"))
         #expect(throws: JailError.self) { _ = try f.manager.images.usage() }
     }
+
+    /// `up` resolves the image version and launches it before its record names it: a
+    /// rebuild and a gc in that window (run from the test hook, deterministically) must
+    /// not remove the version, and do when the pin is taken away (the race is real).
+    @Test func gcKeepsTheVersionAStartingJailResolved() throws {
+        let f = try JailFixture("store-up-race")
+        defer { f.cleanUp() }
+        try f.image("a", "binaries = [\"/bin/sh\", \"/bin/sleep\"]")
+        try f.jail("ja", "image = \"a\"\ncommand = [\"/bin/sleep\", \"3600\"]\nstop_timeout = 0.2")
+        let old = try f.manager.build("a").record.hash
+        let manager = f.manager
+        let image = { (binaries: String) in try f.image("a", "binaries = [\(binaries)]") }
+        var removed: [String] = []
+        manager.testHookImageResolved = { _ in
+            #expect(try manager.state.imagePins().map(\.hash) == [old])
+            try image("\"/bin/sh\", \"/bin/sleep\", \"/bin/echo\"")
+            _ = try manager.build("a")
+            removed = try manager.images.gc().images
+        }
+        let up = try f.manager.up("ja")
+        #expect(removed.isEmpty)
+        #expect(up.status.state == .running && up.status.imageHash == old)
+        #expect(FS.isDirectory(f.manager.root.store + "/" + old))
+        // The record holds the version from here on; the pin is gone.
+        #expect(try f.manager.state.imagePins().isEmpty)
+        #expect(try f.manager.images.gc().images.isEmpty)
+        _ = try f.manager.down("ja")
+        #expect(try f.manager.images.gc().images == [old])
+
+        // Control: with the pin taken away in the window, gc removes the version the
+        // jail is about to mount, and the launch fails.
+        let current = try #require(try f.manager.state.image("a")).hash
+        manager.testHookImageResolved = { _ in
+            for pin in try manager.state.imagePins() { try manager.state.delete(pin) }
+            try image("\"/bin/sh\", \"/bin/sleep\"")
+            _ = try manager.build("a")
+            removed = try manager.images.gc().images
+        }
+        #expect(throws: JailError.self) { try f.manager.up("ja") }
+        #expect(removed == [current])
+        manager.testHookImageResolved = nil
+    }
+
+    /// A pin left by an `up` that was killed (its pid gone, or reused by another process)
+    /// keeps nothing: gc removes the version and the pin.
+    @Test func aPinOfAGoneProcessHoldsNothing() throws {
+        let f = try JailFixture("store-stale-pin")
+        defer { f.cleanUp() }
+        try f.image("a", "binaries = [\"/bin/sh\"]")
+        let old = try f.manager.build("a").record.hash
+        try f.image("a", "binaries = [\"/bin/sh\", \"/bin/cat\"]")
+        _ = try f.manager.build("a")
+        // A real process that has ended, and this live process with a wrong start time.
+        var gone: pid_t = 0
+        let argv = [strdup("/bin/true"), nil]
+        defer { free(argv[0]) }
+        try #require(posix_spawn(&gone, "/bin/true", nil, nil, argv, environ) == 0)
+        var status: Int32 = 0
+        waitpid(gone, &status, 0)
+        try f.manager.state.save(ImagePin(jail: "killed", hash: old, pid: gone, startTime: 1))
+        try f.manager.state.save(ImagePin(jail: "reused", hash: old, pid: getpid(), startTime: 1))
+        #expect(try f.manager.images.gc(dryRun: true).images == [old])
+        #expect(try f.manager.state.imagePins().count == 2)
+        #expect(try f.manager.images.gc().images == [old])
+        #expect(try f.manager.state.imagePins().isEmpty)
+        // A pin of a live process does keep its version.
+        let current = try #require(try f.manager.state.image("a")).hash
+        try f.image("a", "binaries = [\"/bin/sh\"]")
+        _ = try f.manager.build("a")
+        try f.manager.state.save(ImagePin.own(jail: "live", hash: current))
+        #expect(try f.manager.images.gc().images.isEmpty)
+    }
+
+    /// The resolution waits for a running gc (the store lock), so gc never sees a
+    /// version resolved but not yet pinned.
+    @Test func upWaitsForGC() throws {
+        let f = try JailFixture("store-up-lock")
+        defer { f.cleanUp() }
+        try f.sleeper("s")
+        _ = try f.manager.build("probe")
+        let gc = try holdStoreLock(f, LOCK_EX)
+        let manager = f.manager
+        let up = Background { try manager.up("s").status.imageHash }
+        usleep(500_000)
+        #expect(!up.finished)
+        #expect(try f.manager.state.imagePins().isEmpty)
+        close(gc)
+        let hash = try #require(up.wait(seconds: 60)).get()
+        #expect(hash == (try f.manager.state.image("probe"))?.hash)
+        _ = try f.manager.down("s")
+    }
 }

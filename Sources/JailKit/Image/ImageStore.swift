@@ -87,15 +87,25 @@ public struct ImageStore {
         public var bytes: Int64
     }
 
-    /// Removes stored image versions that are neither an image's current build nor the
-    /// image of a jail's current run, then the objects no image links any more.
+    /// Removes stored image versions that are neither an image's current build, the
+    /// image of a jail's current run, nor pinned by a starting jail (`ImagePin`), then the
+    /// objects no image links any more.
     /// `dryRun`: only says what would go.
     public func gc(dryRun: Bool = false) throws -> GCReport {
         // Exclusive: waits for running builds to save their records, and keeps new ones
         // from reusing a tree or an object while it goes.
         let lock = try StoreLock(store: root.store, .exclusive)
         defer { lock.release() }
-        let keep = Set(try state.images().map(\.hash)).union(try state.jails().filter { $0.state == .running }.map(\.imageHash))
+        var keep = Set(try state.images().map(\.hash)).union(try state.jails().filter { $0.state == .running }.map(\.imageHash))
+        // Versions a starting jail resolved but has not recorded yet; a pin whose process
+        // is gone (a killed `up`) keeps nothing and goes.
+        for pin in try state.imagePins() {
+            if pin.isHeld {
+                keep.insert(pin.hash)
+            } else if !dryRun {
+                try state.delete(pin)
+            }
+        }
         var report = GCReport(images: [], objects: 0, bytes: 0)
         for entry in try FS.list(root.store) where entry.count == 64 && entry.allSatisfy(\.isHexDigit) && !keep.contains(entry) {
             report.images.append(entry)

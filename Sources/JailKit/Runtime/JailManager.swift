@@ -47,6 +47,8 @@ public final class JailManager {
     /// `jailctl.toml` of the spec directory (defaults when there is none).
     public let host: HostSettings
     let logger: Logger
+    /// Tests only: runs in `up` between the image's resolution and the launch.
+    var testHookImageResolved: ((JailSpec) throws -> Void)?
 
     /// Refuses a broken `jailctl.toml` up front, with its diagnostics: the pool and the
     /// uplinks shape every network change, so no command guesses them.
@@ -187,7 +189,9 @@ public final class JailManager {
         try writeTenantConfig(spec)
         // A backup jail's area (its volumes' sources, sshd's files, the host key) first.
         if let b = spec.backup { try BackupManager(jail: name, spec: b, manager: self, logger: logger).prepare() }
-        let prepared = try prepare(spec, set: set)
+        let prepared = try prepare(spec, set: set, pinImage: true)
+        defer { if let p = prepared.pin { releasePin(p) } }
+        try testHookImageResolved?(spec)
         var undo = Rollback(logger: logger)
         defer { undo.run() }
         let run = root.jailRun(name)
@@ -284,7 +288,9 @@ public final class JailManager {
         if spec.network.mode == .private {
             throw JailError(.invalidSpec, "jail \(name): `run` does not attach a private network yet; use `jailctl up \(name)`")
         }
-        let prepared = try prepare(spec, set: set)
+        let prepared = try prepare(spec, set: set, pinImage: true)
+        // Held for the whole run: a foreground jail has no record that would keep gc off.
+        defer { if let p = prepared.pin { releasePin(p) } }
         let run = root.jailRun(name)
         try FS.removeTree(run)
         try check("mkdir \(run)", mkdir(run, 0o711))
@@ -595,6 +601,33 @@ public final class JailManager {
         var creations: [VolumeCreation] = []
         /// The jail's own passwd and group (image + `[[users]]`); nil: the image's serve.
         var identity: IdentityFiles?
+        /// Keeps gc off the image version until the jail's record names it.
+        var pin: ImagePin?
+    }
+
+    /// The image version of a jail (built when missing); `pin`: pinned for a launch, under
+    /// the store lock, so a gc runs either before the resolution or after the pin.
+    func resolveImage(_ spec: JailSpec, set: SpecSet, pin: Bool) throws -> ((hash: String, path: String), ImagePin?) {
+        let lock = try StoreLock(store: root.store, .shared)
+        defer { lock.release() }
+        let image: (hash: String, path: String)
+        if let (rec, path) = try images.path(of: spec.image) {
+            image = (rec.hash, path)
+        } else {
+            // The build takes the lock shared too: both are granted.
+            let report = try build(spec.image, set: set)
+            image = (report.record.hash, report.path)
+        }
+        guard pin else { return (image, nil) }
+        let own = ImagePin.own(jail: spec.name, hash: image.hash)
+        try state.save(own)
+        return (image, own)
+    }
+
+    /// A pin that is left behind (its row could not be deleted) holds nothing once this
+    /// process ends: gc checks its pid and start time.
+    func releasePin(_ pin: ImagePin) {
+        do { try state.delete(pin) } catch { logger.warning("image pin of jail \(pin.jail): \(error) (harmless: gc drops it when this process ends)") }
     }
 
     struct VolumeCreation {
@@ -606,16 +639,20 @@ public final class JailManager {
 
     /// Everything `up` must know before it makes anything: the image (built if
     /// missing), ids, command and volumes checked. Errors here change nothing.
-    func prepare(_ spec: JailSpec, set: SpecSet, imageOverride: (String, String)? = nil, skipVolumes: Bool = false) throws -> Prepared {
+    /// `pinImage`: `up` and `run`, which launch the version (see `ImagePin`).
+    func prepare(_ spec: JailSpec, set: SpecSet, imageOverride: (String, String)? = nil, skipVolumes: Bool = false,
+                 pinImage: Bool = false) throws -> Prepared {
         let image: (hash: String, path: String)
+        var pin: ImagePin?
         if let o = imageOverride {
             image = o
-        } else if let (rec, path) = try images.path(of: spec.image) {
-            image = (rec.hash, path)
         } else {
-            let report = try build(spec.image, set: set)
-            image = (report.record.hash, report.path)
+            (image, pin) = try resolveImage(spec, set: set, pin: pinImage)
         }
+        // Released by the caller once the jail's record names the version; here when
+        // the jail cannot start.
+        var pinned = pin
+        defer { if let p = pinned { releasePin(p) } }
         let ids = try jailIdentity(spec, imageRoot: image.path)
         var userName: String?, uid: UInt32?, groupName: String?, gid: UInt32?
         switch spec.user {
@@ -677,6 +714,8 @@ public final class JailManager {
         var prepared = Prepared(image: image, uid: resolved.uid, gid: resolved.gid, groups: resolved.groups, home: resolved.home,
                                 volumes: volumes, missingTargets: missing, creations: creations)
         if !spec.users.isEmpty { prepared.identity = ids }
+        prepared.pin = pin
+        pinned = nil
         return prepared
     }
 

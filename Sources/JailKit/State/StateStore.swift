@@ -122,6 +122,7 @@ public final class StateStore: Sendable {
             }
         }
         registerTenantMigration(&m)
+        registerImagePinMigration(&m)
         return m
     }
 
