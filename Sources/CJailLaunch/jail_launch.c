@@ -23,11 +23,13 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <linux/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -114,8 +116,39 @@ static int loopback_up(void) {
     return rc;
 }
 
-static int run_op(const struct jl_op *op) {
+// The mount fds the parent sent for the plan's JL_OP_MOVE_MOUNT ops, in op order.
+static int receive_mount_fds(int sock, int *fds, size_t n) {
+    char byte;
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * JL_MAX_MOUNT_FDS)];
+        struct cmsghdr align;
+    } control;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
+    ssize_t r;
+    do r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) return -1;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    if (r != 1 || !c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+        c->cmsg_len != CMSG_LEN(sizeof(int) * n) || (msg.msg_flags & MSG_CTRUNC)) {
+        errno = EPROTO;
+        return -1;
+    }
+    memcpy(fds, CMSG_DATA(c), sizeof(int) * n);
+    return 0;
+}
+
+static int run_op(const struct jl_op *op, const int *mount_fds, size_t *next_mount_fd) {
     switch (op->kind) {
+    case JL_OP_MOVE_MOUNT: {
+        int fd = mount_fds[(*next_mount_fd)++];
+        int rc = (int)syscall(SYS_move_mount, fd, "", AT_FDCWD, op->target, MOVE_MOUNT_F_EMPTY_PATH);
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return rc;
+    }
     case JL_OP_MOUNT:
         return mount(op->source, op->target, op->fstype, op->flags, op->data);
     case JL_OP_MKDIR:
@@ -212,8 +245,22 @@ __attribute__((noreturn)) static void jail_child(const struct jl_plan *p, int go
     // After the parent moved us into the jail's cgroup, so that it becomes our root.
     if (p->unshare_cgroup && unshare(CLONE_NEWCGROUP) < 0) fail(error_fd, JL_STEP_UNSHARE_CGROUP, 0);
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail(error_fd, JL_STEP_PROPAGATION, 0);
-    for (size_t i = 0; i < p->n_ops; i++)
-        if (run_op(&p->ops[i]) < 0 && !(p->ops[i].optional && errno == ENOENT)) fail(error_fd, JL_STEP_OP, (int)i);
+    // Sent before the go byte, so they are queued already.
+    int mount_fds[JL_MAX_MOUNT_FDS];
+    size_t next_mount_fd = 0;
+    if (p->n_mount_fds > 0) {
+        if (p->n_mount_fds > JL_MAX_MOUNT_FDS || receive_mount_fds(p->mount_sock, mount_fds, p->n_mount_fds) < 0)
+            fail(error_fd, JL_STEP_MOUNT_FDS, 0);
+        close(p->mount_sock);
+    }
+    for (size_t i = 0; i < p->n_ops; i++) {
+        if (p->ops[i].kind == JL_OP_MOVE_MOUNT && next_mount_fd >= p->n_mount_fds) {
+            errno = EBADF;
+            fail(error_fd, JL_STEP_OP, (int)i);
+        }
+        if (run_op(&p->ops[i], mount_fds, &next_mount_fd) < 0 && !(p->ops[i].optional && errno == ENOENT))
+            fail(error_fd, JL_STEP_OP, (int)i);
+    }
     // pivot_root(".", ".") stacks the old root under the new one, so no put_old
     // directory is needed in a read-only image; the old root is then detached.
     if (chdir(p->root) < 0) fail(error_fd, JL_STEP_CHDIR_ROOT, 0);
@@ -428,6 +475,7 @@ __attribute__((noreturn)) static void monitor(const struct jl_plan *plan, int st
     int slog = logpipe[0] >= 0 && plan->syslog_path ? open_syslog(plan->syslog_path) : -1;
     pid_t pid = clone_jail(p, go_fd, error_fd);
     if (logpipe[1] >= 0) close(logpipe[1]);
+    if (p->mount_sock >= 0) close(p->mount_sock);
     int e = pid < 0 ? errno : 0;
     pid_t self = getpid();
     write_all(info_w, &self, sizeof self);
@@ -482,17 +530,30 @@ __attribute__((noreturn)) static void monitor(const struct jl_plan *plan, int st
 
 // --- parent side --------------------------------------------------------------------
 
-int jl_spawn(const struct jl_plan *p, int status_dir_fd, struct jl_child *out) {
-    int go[2], err[2];
-    if (pipe2(go, O_CLOEXEC) < 0) return -errno;
-    if (pipe2(err, O_CLOEXEC) < 0) {
+int jl_spawn(const struct jl_plan *plan, int status_dir_fd, struct jl_child *out) {
+    int go[2] = {-1, -1}, err[2] = {-1, -1};
+    // Idmapped volumes: their mount fds come over this socket (the parent can make them
+    // only once the child's user namespace has its maps; see Launcher.spawn).
+    int msock[2] = {-1, -1};
+    if (plan->n_mount_fds > 0 && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, msock) < 0) return -errno;
+    struct jl_plan local = *plan;
+    local.mount_sock = msock[1];
+    const struct jl_plan *p = &local;
+    if (pipe2(go, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
         int e = errno;
-        close(go[0]);
-        close(go[1]);
+        if (go[0] >= 0) {
+            close(go[0]);
+            close(go[1]);
+        }
+        if (msock[0] >= 0) {
+            close(msock[0]);
+            close(msock[1]);
+        }
         return -e;
     }
     out->monitor = 0;
     out->pid = -1;
+    out->mount_sock = -1;
     int rc = 0;
     if (status_dir_fd < 0) {
         pid_t pid = clone_jail(p, go[0], err[1]);
@@ -508,7 +569,10 @@ int jl_spawn(const struct jl_plan *p, int status_dir_fd, struct jl_child *out) {
             pid_t mid = raw_fork();
             if (mid == 0) {
                 pid_t m = raw_fork();
-                if (m == 0) monitor(p, status_dir_fd, go[0], err[1], go[1], err[0], info[1]);
+                if (m == 0) {
+                    if (msock[0] >= 0) close(msock[0]);
+                    monitor(p, status_dir_fd, go[0], err[1], go[1], err[0], info[1]);
+                }
                 _exit(m < 0 ? 1 : 0);
             }
             int e = errno;
@@ -533,15 +597,63 @@ int jl_spawn(const struct jl_plan *p, int status_dir_fd, struct jl_child *out) {
     }
     close(go[0]);
     close(err[1]);
+    if (msock[1] >= 0) close(msock[1]);
     if (rc < 0) {
         close(go[1]);
         close(err[0]);
+        if (msock[0] >= 0) close(msock[0]);
         out->go_fd = out->error_fd = -1;
         return rc;
     }
     out->go_fd = go[1];
     out->error_fd = err[0];
+    out->mount_sock = msock[0];
     return 0;
+}
+
+int jl_idmapped_tree(const char *source, int userns_fd, unsigned long ms_flags, int *stage) {
+    *stage = 0;
+    int fd = (int)syscall(SYS_open_tree, AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (fd < 0) return -errno;
+    struct mount_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.attr_set = MOUNT_ATTR_IDMAP | ((ms_flags & MS_RDONLY) ? MOUNT_ATTR_RDONLY : 0) |
+                    ((ms_flags & MS_NOSUID) ? MOUNT_ATTR_NOSUID : 0) | ((ms_flags & MS_NODEV) ? MOUNT_ATTR_NODEV : 0) |
+                    ((ms_flags & MS_NOEXEC) ? MOUNT_ATTR_NOEXEC : 0);
+    attr.userns_fd = (unsigned long long)userns_fd;
+    if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) {
+        int e = errno;
+        close(fd);
+        *stage = 1;
+        return -e;
+    }
+    return fd;
+}
+
+long long jl_fs_type(const char *path) {
+    struct statfs fs;
+    return statfs(path, &fs) < 0 ? -errno : (long long)fs.f_type;
+}
+
+int jl_send_fds(int sock, const int *fds, size_t n) {
+    if (n == 0 || n > JL_MAX_MOUNT_FDS) return -EINVAL;
+    char byte = 'm';
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * JL_MAX_MOUNT_FDS)];
+        struct cmsghdr align;
+    } control;
+    memset(&control, 0, sizeof control);
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = CMSG_SPACE(sizeof(int) * n)};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+    ssize_t r;
+    do r = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+    return r < 0 ? -errno : 0;
 }
 
 int jl_release(struct jl_child *c, struct jl_error *err) {
@@ -552,6 +664,10 @@ int jl_release(struct jl_child *c, struct jl_error *err) {
         while (n < 0 && errno == EINTR);
         close(c->go_fd);
         c->go_fd = -1;
+    }
+    if (c->mount_sock >= 0) {
+        close(c->mount_sock);
+        c->mount_sock = -1;
     }
     ssize_t n = read_full(c->error_fd, err, sizeof *err);
     int e = errno;

@@ -166,3 +166,24 @@ import Testing
         #expect(throws: IdentityFiles.JailUserClash.self) { try noUser.adding(jailUsers: [JailUserSpec(name: "www-data", home: "/h")]) }
     }
 }
+
+/// `idmap` of a volume: decoded, and refused without the jail's user namespace.
+@Suite struct IdmapSpecTests {
+    @Test func idmapNeedsUserns() throws {
+        let volume = "image = \"shell\"\ncommand = [\"/bin/sh\"]\n[[volumes]]\nsource = \"/srv/a\"\ntarget = \"/a\"\nidmap = true\n"
+        let (jail, ok) = SpecLoader.parseJail(source: "userns = true\n" + volume, file: "Jails/web.toml", name: "web")
+        #expect(ok.isEmpty)
+        #expect(jail?.volumes.first?.idmap == true)
+        let (_, bad) = SpecLoader.parseJail(source: volume, file: "Jails/web.toml", name: "web")
+        #expect(bad.map(\.description) == [
+            "Jails/web.toml:6:9: error: volumes[0].idmap: an idmapped volume needs the jail's user namespace; add userns = true to the jail, or remove idmap",
+        ])
+    }
+
+    @Test func anIdmappedVolumeIsOneStepInThePlan() {
+        let ops = MountPlanner.plan(root: "/r", image: "/i", volumes: [PlannedVolume(source: "/srv/a", target: "/a", readonly: true, idmap: true)])
+        let last = ops.last
+        #expect(last?.kind == .idmappedBind && last?.describe(root: "/r") == "bind /srv/a on /a (idmapped,ro,nosuid,nodev,rec)")
+        #expect(!ops.contains { $0.target == "/r/a" && $0.kind == .remount })
+    }
+}

@@ -20,6 +20,8 @@ enum jl_op_kind {
     JL_OP_TOUCH = 3,     // create an empty file (bind target for a device node)
     JL_OP_SYMLINK = 4,   // symlink(source, target)
     JL_OP_REMOUNT = 5,   // mount(NULL, target, NULL, MS_REMOUNT|MS_BIND|flags, NULL)
+    JL_OP_MOVE_MOUNT = 6, // move_mount of the next mount fd the parent sent (an idmapped
+                          // bind of source, made by jl_idmapped_tree) onto target
 };
 
 struct jl_op {
@@ -59,6 +61,7 @@ enum jl_step {
     JL_STEP_EXEC,
     JL_STEP_SETNS,
     JL_STEP_FORK,
+    JL_STEP_MOUNT_FDS,
     JL_STEP_COUNT
 };
 
@@ -134,7 +137,13 @@ struct jl_plan {
     // jl_exec_in_start only: the command gets SIGKILL when the process that waits for it
     // dies (a health check killed at its timeout takes its command with it).
     int die_with_parent;
+    // jl_spawn only: how many mount fds (JL_OP_MOVE_MOUNT) the parent sends over
+    // jl_child.mount_sock before it lets the child go; at most JL_MAX_MOUNT_FDS.
+    size_t n_mount_fds;
+    int mount_sock;             // set by jl_spawn: the child's end of that socket
 };
+
+#define JL_MAX_MOUNT_FDS 64
 
 // Result of jl_spawn.
 struct jl_child {
@@ -142,6 +151,7 @@ struct jl_child {
     pid_t monitor;     // the monitor process when detached, else 0
     int go_fd;         // write one byte to let the child go on; -1 once used
     int error_fd;      // read jl_error records; EOF means execve succeeded
+    int mount_sock;    // send the plan's mount fds here (jl_send_fds); -1 when none
 };
 
 // Starts the child stopped at sync point 1 (waiting for the parent). When status_dir_fd
@@ -190,6 +200,20 @@ pid_t jl_spawn_tied(const char *path, char *const argv[], char *const envp[], in
 // does not show: the spawned program gets no descriptor above lowfd - 1. actions is a
 // posix_spawn_file_actions_t *. Returns 0 or an errno value.
 int jl_spawn_actions_closefrom(void *actions, int lowfd);
+
+// A detached copy of the mount tree at source (open_tree OPEN_TREE_CLONE, recursive),
+// idmapped through the user namespace userns_fd (uid_map/gid_map written) with the
+// mount flags ms_flags (MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC) set on every mount of
+// it. The caller must be privileged over the source's filesystem (host root); the
+// filesystem must support idmapped mounts (EINVAL otherwise). Returns fd or -errno;
+// *stage says which call failed (0 open_tree, 1 mount_setattr).
+int jl_idmapped_tree(const char *source, int userns_fd, unsigned long ms_flags, int *stage);
+
+// statfs(path).f_type (the filesystem's magic number), or -errno.
+long long jl_fs_type(const char *path);
+
+// Sends n fds (n <= JL_MAX_MOUNT_FDS) in one message. Returns 0 or -errno.
+int jl_send_fds(int sock, const int *fds, size_t n);
 
 // pidfd wrappers (raw system calls Swift cannot reach: syscall() is variadic).
 // Return an fd or 0 on success, -errno on failure.

@@ -54,7 +54,7 @@ extension JailManager {
         for u in spec.users {
             guard let v = Self.volume(holding: u.home, in: spec.volumes), u.home != v.target,
                   let user = ids.users.first(where: { $0.name == u.name }) else { continue }
-            let base = idMap.map { _ in Self.hostIdBase(of: v, idMap: idMap) } ?? 0
+            let base = Self.hostIdBase(of: v, idMap: idMap)
             let parts = u.home.dropFirst(v.target.count + 1).split(separator: "/").map(String.init)
             var dir = open(v.source, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             if dir < 0 { throw SystemError("open \(v.source)") }
@@ -89,6 +89,6 @@ extension JailManager {
     /// The host id of the jail's id 0 on files of volume `v`: the id map's base, or 0
     /// where the volume is mounted without translation.
     static func hostIdBase(of v: VolumeSpec, idMap: (base: UInt32, size: UInt32)?) -> UInt32 {
-        idMap?.base ?? 0
+        v.idmap ? 0 : idMap?.base ?? 0
     }
 }

@@ -635,6 +635,8 @@ public final class JailManager {
         var uid: UInt32
         var gid: UInt32
         var mode: UInt32
+        /// Seen through an idmapped mount: its host ids are the jail's own.
+        var idmapped = false
     }
 
     /// Everything `up` must know before it makes anything: the image (built if
@@ -696,7 +698,7 @@ public final class JailManager {
                 throw JailError(.invalidSpec, "jail \(spec.name): volume source \(v.source): \(strerrorString(errno))"
                                 + (errno == ENOENT ? " (create = true makes it)" : ""))
             }
-            let volume = PlannedVolume(source: v.source, target: v.target, readonly: v.readonly, isDirectory: isDir)
+            let volume = PlannedVolume(source: v.source, target: v.target, readonly: v.readonly, isDirectory: isDir, idmap: v.idmap)
             if MountPlanner.tmpfsMounts.contains(where: { v.target.hasPrefix($0 + "/") }) {
                 volumes.append(volume)
                 continue
@@ -794,7 +796,7 @@ public final class JailManager {
                 gid = g.gid
             }
         }
-        return VolumeCreation(source: v.source, uid: uid, gid: gid, mode: v.mode)
+        return VolumeCreation(source: v.source, uid: uid, gid: gid, mode: v.mode, idmapped: v.idmap)
     }
 
     /// Makes the missing volume sources of `creations` (parents root-owned 0755, the
@@ -839,7 +841,8 @@ public final class JailManager {
             }
             // Another `up` (or the sysadmin) may have made it meanwhile: theirs, untouched.
             guard leafMade else { continue }
-            let (uid, gid) = idMap.map { (c.uid + $0.base, c.gid + $0.base) } ?? (c.uid, c.gid)
+            let base = c.idmapped ? 0 : idMap?.base ?? 0
+            let (uid, gid) = (c.uid + base, c.gid + base)
             try check("chown \(c.source)", fchown(dir, uid, gid))
             try check("chmod \(c.source)", fchmod(dir, mode_t(c.mode)))
         }

@@ -50,11 +50,14 @@ public enum Launcher {
             let startTime = jl_proc_start_time(child.pid)
             do {
                 if let m = plan.idMap { try writeIDMaps(pid: child.pid, base: m.base, size: m.size) }
+                // Only now: an idmapped mount takes the user namespace's maps as they are.
+                try sendIdmappedMounts(plan, pid: child.pid, socket: child.mount_sock)
                 try outside(child.pid)
             } catch {
                 // The child is parked at sync point 1; closing go_fd makes it fail there.
                 close(child.go_fd)
                 close(child.error_fd)
+                if child.mount_sock >= 0 { close(child.mount_sock) }
                 if statusDir == nil { reap(child.pid) }
                 throw error
             }
@@ -156,6 +159,56 @@ public enum Launcher {
         }
     }
 
+    /// Idmapped volumes: detached copies of each source, idmapped through the child's user
+    /// namespace by the parent (only a process privileged over the source's filesystem,
+    /// host root, may), sent to the child, which moves them onto their targets.
+    static func sendIdmappedMounts(_ plan: LaunchPlan, pid: Int32, socket: Int32) throws {
+        let ops = plan.mounts.filter { $0.kind == .idmappedBind }
+        guard !ops.isEmpty else { return }
+        guard plan.idMap != nil else {
+            throw JailError(.launchFailed, "jail \(plan.jail): idmapped volumes need a user namespace (userns = true)")
+        }
+        let nsPath = "/proc/\(pid)/ns/user"
+        let userns = open(nsPath, O_RDONLY | O_CLOEXEC)
+        if userns < 0 { throw SystemError("open \(nsPath)") }
+        defer { close(userns) }
+        var fds: [Int32] = []
+        defer { for fd in fds { close(fd) } }
+        for op in ops {
+            let source = op.source ?? ""
+            var stage: Int32 = 0
+            let fd = jl_idmapped_tree(source, userns, op.flags, &stage)
+            if fd < 0 {
+                throw JailError(.launchFailed, "jail \(plan.jail): volume \(source): \(idmapFailure(errno: -fd, stage: stage, source: source))")
+            }
+            fds.append(fd)
+        }
+        let rc = jl_send_fds(socket, fds, fds.count)
+        if rc < 0 { throw JailError(.launchFailed, "jail \(plan.jail): sending the idmapped volume mounts: \(strerrorString(-rc))") }
+    }
+
+    /// Filesystems by statfs magic, for the one error a sysadmin can act on: a source
+    /// whose filesystem cannot be idmapped.
+    static let filesystemNames: [Int: String] = [
+        0xEF53: "ext2/3/4", 0x5846_5342: "xfs", 0x9123_683E: "btrfs", 0x0102_1994: "tmpfs", 0x794C_7630: "overlay",
+        0x6969: "nfs", 0x6573_5546: "fuse", 0x4D44: "vfat", 0x8584_58F6: "ramfs", 0x2FC1_2FC1: "zfs", 0xFF53_4D42: "cifs",
+        0x7346_7366: "squashfs",
+    ]
+
+    static func idmapFailure(errno e: Int32, stage: Int32, source: String) -> String {
+        guard stage == 1, e == EINVAL else {
+            return "\(stage == 0 ? "open_tree" : "mount_setattr (idmap)"): \(strerrorString(e))"
+        }
+        let type = jl_fs_type(source)
+        let name = type < 0 ? "unknown" : filesystemNames[Int(type)] ?? "type 0x" + String(type, radix: 16)
+        var u = utsname()
+        uname(&u)
+        let release = withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        return "its filesystem (\(name)), or one mounted below it, does not support idmapped mounts on this kernel (\(release)); "
+            + "idmap works on ext4, xfs, btrfs and tmpfs (6.3 and later); move the data to one of those, or remove idmap = true "
+            + "(and give the jail its own copy owned through its id range)"
+    }
+
     static func reap(_ pid: Int32) {
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
@@ -184,6 +237,7 @@ public enum Launcher {
         Int32(JL_STEP_EXEC.rawValue): "execve",
         Int32(JL_STEP_SETNS.rawValue): "setns",
         Int32(JL_STEP_FORK.rawValue): "fork",
+        Int32(JL_STEP_MOUNT_FDS.rawValue): "receiving the idmapped volume mounts",
     ]
 
     /// (step, index, errno) → "mount proc on /proc: Operation not permitted".
@@ -262,6 +316,8 @@ public enum Launcher {
                                 c.syslog_path = UnsafePointer(arena.dup(plan.log?.syslogSocket))
                                 c.log_pipe_uid = (plan.idMap?.base ?? 0) &+ plan.uid
                                 c.log_pipe_gid = (plan.idMap?.base ?? 0) &+ plan.gid
+                                c.n_mount_fds = plan.mounts.filter { $0.kind == .idmappedBind }.count
+                                c.mount_sock = -1
                                 return try body(&c)
                             }
                         }

@@ -6,7 +6,9 @@ import Glibc
 /// order inside the new mount namespace, before pivot_root. Paths are host paths below
 /// the new root; `description` prints them as the jail will see them.
 public struct MountOp: Equatable, Sendable {
-    public enum Kind: Int32, Sendable { case mount = 1, mkdir = 2, touch = 3, symlink = 4, remount = 5 }
+    /// `idmappedBind`: the parent makes a detached, idmapped copy of `source` (through
+    /// the jail's user namespace, with `flags`) and the child moves it onto `target`.
+    public enum Kind: Int32, Sendable { case mount = 1, mkdir = 2, touch = 3, symlink = 4, remount = 5, idmappedBind = 6 }
 
     public var kind: Kind
     public var source: String?
@@ -43,6 +45,8 @@ public struct MountOp: Equatable, Sendable {
                 return "bind \(source ?? "?") on \(t)\(o)"
             }
             return "mount \(fstype ?? "?") on \(t)\(o)"
+        case .idmappedBind:
+            return "bind \(source ?? "?") on \(t) (" + (["idmapped"] + MountOp.flagNames(flags)).joined(separator: ",") + ")"
         case .remount: return "remount \(t)\(o)"
         case .mkdir: return "mkdir \(t) mode \(String(mode, radix: 8))"
         case .touch: return "create \(t) mode \(String(mode, radix: 8))"

@@ -8,12 +8,15 @@ public struct PlannedVolume: Equatable, Sendable {
     public var target: String
     public var readonly: Bool
     public var isDirectory: Bool
+    /// Mounted idmapped through the jail's user namespace (VolumeSpec.idmap).
+    public var idmap = false
 
-    public init(source: String, target: String, readonly: Bool, isDirectory: Bool = true) {
+    public init(source: String, target: String, readonly: Bool, isDirectory: Bool = true, idmap: Bool = false) {
         self.source = source
         self.target = target
         self.readonly = readonly
         self.isDirectory = isDirectory
+        self.idmap = idmap
     }
 }
 
@@ -146,6 +149,12 @@ public enum MountPlanner {
                     ops.append(last && !v.isDirectory ? MountOp(.touch, target: path, mode: 0o600)
                                                       : MountOp(.mkdir, target: path, mode: 0o755))
                 }
+            }
+            if v.idmap {
+                // One step: the flags are set on the detached copy before it is attached.
+                ops.append(MountOp(.idmappedBind, source: v.source, target: target,
+                                   flags: UInt(MS_REC) | nosuidNodev | (v.readonly ? UInt(MS_RDONLY) : 0)))
+                continue
             }
             ops.append(MountOp(.mount, source: v.source, target: target, flags: UInt(MS_BIND | MS_REC)))
             ops.append(MountOp(.remount, target: target, flags: nosuidNodev | (v.readonly ? UInt(MS_RDONLY) : 0)))

@@ -30,6 +30,7 @@ enum JailSchema {
         var owner: IDRef?
         var group: IDRef?
         var mode: UInt32?
+        var idmap = false
     }
 
     static let fields: [SpecField<Draft>] = baseFields + IsolationSchema.fields + SupervisionSchema.fields + NetworkSchema.fields
@@ -131,7 +132,22 @@ enum JailSchema {
             }
             draft.mode = bits
         },
+        SpecField("idmap", valid: "true or false: mount idmapped, host ids 0-65535 as the jail's 0-65535 (needs userns = true and a filesystem with idmapped mounts: ext4, xfs, btrfs, tmpfs)") {
+            value, path, draft, context in
+            if let flag = context.bool(value, at: path, valid: "true or false") { draft.idmap = flag }
+        },
     ]
+
+    /// What needs the whole file: an idmapped volume needs the jail's user namespace.
+    static func checkIdmap(_ table: [String: TOMLNode], draft: Draft, context: inout SpecContext) {
+        guard !draft.isolation.userns, case .array(let elements)? = table["volumes"] else { return }
+        for (index, element) in elements.enumerated() {
+            guard case .table(let v) = element, case .boolean(true)? = v["idmap"] else { continue }
+            context.report(TOMLKeyPath.root.appending("volumes").appending(index: index).appending("idmap"),
+                           "an idmapped volume needs the jail's user namespace",
+                           valid: "add userns = true to the jail, or remove idmap")
+        }
+    }
 
     static func valid(_ key: String) -> String {
         fields.first { $0.key == key }?.valid ?? ""
@@ -216,6 +232,7 @@ enum JailSchema {
                 volume.owner = draft.owner
                 volume.group = draft.group
                 volume.mode = draft.mode ?? 0o755
+                volume.idmap = draft.idmap
                 volumes.append(volume)
             }
         }

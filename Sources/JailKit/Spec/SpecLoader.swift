@@ -198,6 +198,7 @@ public enum SpecLoader {
         context.decode(table, at: .root, fields: JailSchema.fields, into: &draft, what: "a jail file")
         TenantSchema.check(draft, context: &context)
         JailUserSchema.check(draft, context: &context)
+        JailSchema.checkIdmap(table, draft: draft, context: &context)
         guard let specName, let image = draft.image, let command = draft.command else { return (nil, draft.image) }
         var jail = JailSpec(
             name: specName.description, file: context.file, image: image, command: command,

@@ -14,6 +14,11 @@ public struct VolumeSpec: Sendable, Equatable, Hashable {
     public var group: IDRef?
     /// Permission bits of a directory `up` makes.
     public var mode: UInt32 = 0o755
+    /// An idmapped mount (userns jails only): the volume's host ids 0-65535 are the
+    /// jail's 0-65535 (host root's files are the jail root's, and what the jail's root
+    /// writes is host root's), nothing chowned on the host. A directory `create = true`
+    /// makes is owned by `owner` as host id, not through the jail's range.
+    public var idmap = false
 
     public init(source: String, target: String, readonly: Bool = false) {
         self.source = source
