@@ -53,6 +53,38 @@ struct IdmapVolumeTests {
         _ = try f.manager.down("plain")
     }
 
+    /// What `up` makes in an idmapped volume (the volume itself, a jail user's home) is
+    /// owned by the jail's ids as host ids: through the mount they are the jail's again.
+    @Test func createdDirectoriesUseHostIdsAsTheJailsOwn() throws {
+        let f = try JailFixture("idmap-create")
+        defer { f.cleanUp() }
+        let data = f.dir.path + "/new/data"
+        try f.image("ids", "binaries = [\"/bin/sh\", \"/usr/bin/id\", \"/usr/bin/stat\"]\nfiles = [\"\(f.probe)\"]")
+        try f.jail("c", """
+            image = "ids"
+            command = ["\(f.probe)", "sleep", "3600"]
+            stop_timeout = 5
+            userns = true
+            user = "app"
+            [[volumes]]
+            source = "\(data)"
+            target = "/data"
+            create = true
+            owner = 1000
+            idmap = true
+            [[users]]
+            name = "app"
+            home = "/data/app"
+            """)
+        _ = try f.manager.up("c")
+        var st = stat()
+        #expect(stat(data, &st) == 0 && st.st_uid == 1000 && st.st_gid == 1000)
+        #expect(stat(data + "/app", &st) == 0 && st.st_uid == 1001 && st.st_gid == 1001)
+        let (s, out) = try f.exec("c", ["/usr/bin/stat", "-c", "%u:%g %U", "/data/app"])
+        #expect(s == 0 && out == "1001:1001 app\n", "\(out)")
+        _ = try f.manager.down("c")
+    }
+
     @Test func aReadonlyIdmappedVolumeStaysReadonly() throws {
         let f = try JailFixture("idmap-ro")
         defer { f.cleanUp() }

@@ -24,18 +24,29 @@ extension JailManager {
     }
 
     /// run/<jail>/passwd and group, mounted over the image's /etc/passwd and /etc/group
-    /// (the same way as a private jail's /etc/hosts).
-    func identityFiles(_ spec: JailSpec) -> [(source: String, target: String)] {
+    /// (the same way as a private jail's /etc/hosts), and shadow when the image has one
+    /// (for pam_unix: locked entries, the jail's users included).
+    func identityFiles(_ spec: JailSpec, imageRoot: String) -> [(source: String, target: String)] {
         guard !spec.users.isEmpty else { return [] }
         let run = root.jailRun(spec.name)
-        return [(run + "/passwd", "/etc/passwd"), (run + "/group", "/etc/group")]
+        var files = [(run + "/passwd", "/etc/passwd"), (run + "/group", "/etc/group")]
+        if case .file = ImageFS.lookup("/etc/shadow", imageRoot: imageRoot) { files.append((run + "/shadow", "/etc/shadow")) }
+        return files
     }
 
     func writeIdentityFiles(_ spec: JailSpec, prepared: Prepared) throws {
         guard let ids = prepared.identity else { return }
-        for (source, target) in identityFiles(spec) {
+        for (source, target) in identityFiles(spec, imageRoot: prepared.image.path) {
             // In place: once mounted, the mount holds the inode.
-            try FS.writeInPlace(source, target == "/etc/passwd" ? ids.passwd : ids.group, mode: 0o644)
+            switch target {
+            case "/etc/passwd": try FS.writeInPlace(source, ids.passwd, mode: 0o644)
+            case "/etc/group": try FS.writeInPlace(source, ids.group, mode: 0o644)
+            default:
+                // As readable as the image's own (the jail's users read it through PAM).
+                var st = stat()
+                try check("stat the image's /etc/shadow", lstat(prepared.image.path + "/etc/shadow", &st))
+                try FS.writeInPlace(source, PAMRule.lockedShadow(passwd: ids.passwd), mode: st.st_mode & 0o444)
+            }
         }
     }
 

@@ -675,7 +675,7 @@ public final class JailManager {
         var volumes: [PlannedVolume] = []
         var missing: [(String, Bool)] = []
         var creations: [VolumeCreation] = []
-        let generated = (generatedFiles(spec) + identityFiles(spec)).filter { g in !spec.volumes.contains { $0.target == g.target } }
+        let generated = (generatedFiles(spec) + identityFiles(spec, imageRoot: image.path)).filter { g in !spec.volumes.contains { $0.target == g.target } }
         for g in generated {
             // The image may hold its own (a symlink, a directory): then it has the say.
             switch ImageFS.lookup(g.target, imageRoot: image.path) {
