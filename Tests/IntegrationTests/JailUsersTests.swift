@@ -99,4 +99,37 @@ struct JailUsersTests {
         #expect(!FS.exists(f.dir.path + "/home"))
         #expect(!FS.exists(f.manager.root.jailRun("app")))
     }
+
+    /// An image with a PAM-using program has a shadow of locked entries; a jail with
+    /// its own users gets its own, with them (still locked), bound read-only.
+    @Test func aPAMImageGivesTheJailItsOwnLockedShadow() throws {
+        let f = try JailFixture("users-shadow")
+        defer { f.cleanUp() }
+        try f.image("pam", "binaries = [\"/bin/sh\", \"/bin/su\", \"/bin/cat\"]\nfiles = [\"\(f.probe)\"]")
+        try f.jail("p", """
+            image = "pam"
+            command = ["\(f.probe)", "sleep", "3600"]
+            stop_timeout = 5
+            userns = true
+            [[volumes]]
+            source = "\(f.dir.path)/home"
+            target = "/home"
+            create = true
+            [[users]]
+            name = "app"
+            home = "/home/app"
+            """)
+        _ = try f.manager.up("p")
+        let imagePath = try #require(try f.manager.images.path(of: "pam")).1
+        let imageShadow = try FS.readText(imagePath + "/etc/shadow")
+        #expect(!imageShadow.contains("app:"))
+        let (_, inside) = try f.exec("p", ["/bin/cat", "/etc/shadow"])
+        let lines = inside.split(separator: "\n")
+        #expect(lines.map { String($0.split(separator: ":").first ?? "") } == ["root", "nobody", "app"], "\(inside)")
+        #expect(lines.allSatisfy { $0.split(separator: ":", omittingEmptySubsequences: false).dropFirst().first == "!" })
+        let (_, mountinfo) = try f.exec("p", ["/bin/cat", "/proc/self/mountinfo"])
+        let line = mountinfo.split(separator: "\n").first { $0.split(separator: " ").dropFirst(4).first == "/etc/shadow" }
+        #expect(line?.split(separator: " ").dropFirst(5).first?.split(separator: ",").first == "ro")
+        _ = try f.manager.down("p")
+    }
 }
