@@ -621,6 +621,9 @@ int jl_idmapped_tree(const char *source, int userns_fd, unsigned long ms_flags, 
                     ((ms_flags & MS_NOSUID) ? MOUNT_ATTR_NOSUID : 0) | ((ms_flags & MS_NODEV) ? MOUNT_ATTR_NODEV : 0) |
                     ((ms_flags & MS_NOEXEC) ? MOUNT_ATTR_NOEXEC : 0);
     attr.userns_fd = (unsigned long long)userns_fd;
+    // The copy would otherwise stay a peer of a shared source mount (a systemd host's /):
+    // mounts would propagate between the host and the jail through it.
+    attr.propagation = MS_PRIVATE;
     if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) {
         int e = errno;
         close(fd);

@@ -85,6 +85,29 @@ struct IdmapVolumeTests {
         _ = try f.manager.down("c")
     }
 
+    /// A source on a shared mount (a systemd host's / is one): the jail's copy is
+    /// private, so no mount propagates between the host and the jail through it.
+    @Test func anIdmappedVolumeIsNoPeerOfASharedSource() throws {
+        let f = try JailFixture("idmap-shared")
+        defer { f.cleanUp() }
+        let data = f.dir.path + "/data"
+        try FS.mkdirs(data + "/sub")
+        try check("bind", mount(data, data, nil, UInt(MS_BIND), nil))
+        defer { umount2(data, Int32(MNT_DETACH)) }
+        try check("make-shared", mount(nil, data, nil, UInt(MS_SHARED), nil))
+        try volumeJail(f, "s", source: data, idmap: true)
+        _ = try f.manager.up("s")
+        let (_, mountinfo) = try f.exec("s", ["/bin/cat", "/proc/self/mountinfo"])
+        let line = mountinfo.split(separator: "\n").first { $0.split(separator: " ").dropFirst(4).first == "/data" }
+        #expect(line != nil && !(line ?? "").contains("shared:") && !(line ?? "").contains("master:"), "\(line ?? "no /data")")
+        // A mount the host makes below the source stays the host's.
+        try check("tmpfs below", mount("tmpfs", data + "/sub", "tmpfs", 0, nil))
+        defer { umount2(data + "/sub", Int32(MNT_DETACH)) }
+        let (_, after) = try f.exec("s", ["/bin/cat", "/proc/self/mountinfo"])
+        #expect(!after.contains(" /data/sub "), "\(after)")
+        _ = try f.manager.down("s")
+    }
+
     @Test func aReadonlyIdmappedVolumeStaysReadonly() throws {
         let f = try JailFixture("idmap-ro")
         defer { f.cleanUp() }

@@ -204,7 +204,7 @@ int jl_spawn_actions_closefrom(void *actions, int lowfd);
 // A detached copy of the mount tree at source (open_tree OPEN_TREE_CLONE, recursive),
 // idmapped through the user namespace userns_fd (uid_map/gid_map written) with the
 // mount flags ms_flags (MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC) set on every mount of
-// it. The caller must be privileged over the source's filesystem (host root); the
+// it, and private (no propagation to or from the host's mounts). The caller must be privileged over the source's filesystem (host root); the
 // filesystem must support idmapped mounts (EINVAL otherwise). Returns fd or -errno;
 // *stage says which call failed (0 open_tree, 1 mount_setattr).
 int jl_idmapped_tree(const char *source, int userns_fd, unsigned long ms_flags, int *stage);
