@@ -220,4 +220,28 @@ struct ImageStoreTests {
         #expect(hash == (try f.manager.state.image("probe"))?.hash)
         _ = try f.manager.down("s")
     }
+
+    /// `jailctl run` has no record while its jail runs in the foreground: its pin keeps
+    /// the version for the whole run, and goes with it.
+    @Test func aForegroundRunPinsItsVersionUntilItEnds() throws {
+        let f = try JailFixture("store-run-pin")
+        defer { f.cleanUp() }
+        try f.image("a", "binaries = [\"/bin/sh\", \"/bin/sleep\"]")
+        try f.jail("fg", "image = \"a\"\ncommand = [\"/bin/sleep\", \"2\"]")
+        let old = try f.manager.build("a").record.hash
+        let manager = f.manager
+        let run = Background { "\(try manager.runForeground("fg", stdio: .init(stdin: -1, stdout: -1, stderr: -1)))" }
+        var waited = 0
+        while try f.manager.state.imagePins().isEmpty && waited < 100 {
+            usleep(20_000)
+            waited += 1
+        }
+        #expect(try f.manager.state.imagePins().map(\.hash) == [old])
+        try f.image("a", "binaries = [\"/bin/sh\", \"/bin/sleep\", \"/bin/echo\"]")
+        _ = try f.manager.build("a")
+        #expect(try f.manager.images.gc().images.isEmpty)
+        #expect(try #require(run.wait(seconds: 30)).get() == "0")
+        #expect(try f.manager.state.imagePins().isEmpty)
+        #expect(try f.manager.images.gc().images == [old])
+    }
 }
