@@ -190,7 +190,8 @@ public final class JailManager {
         // A backup jail's area (its volumes' sources, sshd's files, the host key) first.
         if let b = spec.backup { try BackupManager(jail: name, spec: b, manager: self, logger: logger).prepare() }
         let prepared = try prepare(spec, set: set, pinImage: true)
-        defer { if let p = prepared.pin { releasePin(p) } }
+        var pin = prepared.pin
+        defer { if let p = pin { releasePin(p) } }
         try testHookImageResolved?(spec)
         var undo = Rollback(logger: logger)
         defer { undo.run() }
@@ -264,7 +265,9 @@ public final class JailManager {
                                 pid: child.pid, startTime: Int64(child.startTime), monitorPid: child.monitor,
                                 startedAt: started, endedAt: nil, exitStatus: nil, specFile: spec.file,
                                 wanted: true, failures: restart ? failures ?? previous?.failures ?? 0 : 0, crashLoop: false)
-        try state.save(record)
+        // One transaction: the record takes over from the pin.
+        try state.save(record, releasing: pin)
+        pin = nil
         try state.record(event: restart ? "restart" : "start", jail: name, detail: "pid \(child.pid) image \(spec.image)@\(prepared.image.hash.prefix(12))")
         undo.commit()
         if !restart {

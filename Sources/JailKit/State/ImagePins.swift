@@ -51,6 +51,14 @@ extension StateStore {
         _ = try db.write { try pin.delete($0) }
     }
 
+    /// A jail's record and the end of the pin it started under, in one write.
+    public func save(_ record: JailRecord, releasing pin: ImagePin?) throws {
+        try db.write { db in
+            try record.save(db)
+            if let pin { _ = try pin.delete(db) }
+        }
+    }
+
     public func imagePins() throws -> [ImagePin] {
         try db.read { try ImagePin.fetchAll($0) }
     }
