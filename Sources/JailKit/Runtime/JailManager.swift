@@ -524,10 +524,10 @@ public final class JailManager {
     // MARK: exec
 
     /// Runs a command inside a running jail with the jail's user and root.
-    public func exec(_ name: String, argv: [String], stdio: Launcher.Stdio = .inherit) throws -> Int32 {
+    public func exec(_ name: String, argv: [String], stdio: Launcher.Stdio = .inherit, tty: Bool = false) throws -> Int32 {
         let (plan, pid) = try execPlan(name, argv: argv)
         return try Launcher.exec(plan, jailPid: pid, namespaces: plan.namespaces, stdio: stdio,
-                                 cgroupDirectories: try cgroup(of: name).directories)
+                                 cgroupDirectories: try cgroup(of: name).directories, tty: tty)
     }
 
     /// `exec` without waiting, for health checks: the pid to reap (exit status = the
