@@ -420,7 +420,7 @@ public final class JailManager {
     /// not apply (the table was changed by hand).
     func updateFirewall(_ change: Ruleset.ElementChange, jail: NetworkJail) throws {
         guard try anotherJailAttached(than: jail.name) else { return try applyFirewall() }
-        let text = network.ruleset.elementDiff(change, jail: jail, others: try linkedJails(jail))
+        let text = try firewallChange(change, jail: jail)
         if text.isEmpty { return }
         do {
             try network.nft.apply(text)
@@ -428,6 +428,12 @@ public final class JailManager {
             logger.info("element change for jail \(jail.name) did not apply (\(error)); applying the whole table")
             try applyFirewall()
         }
+    }
+
+    /// The element change that `up` (`.add`) or `down` (`.delete`) of `jail` applies
+    /// (`network show --jail`). Empty: nothing.
+    public func firewallChange(_ change: Ruleset.ElementChange, jail: NetworkJail) throws -> String {
+        network.ruleset.elementDiff(change, jail: jail, others: try linkedJails(jail))
     }
 
     /// Whether a jail other than `name` is attached: stops at the first one found.
