@@ -168,13 +168,15 @@ struct FirewallUpdateTests {
         let table = m.network.ruleset.table
         try up(h, "web", 0, Self.spec(ports: ["18710:80/tcp"]))
         try up(h, "db", 1, Self.spec())
+        // Another process (so a kept libnftables context must notice the change).
+        let someone = NFT(netnsPath: "/run/netns/" + h.netns, inProcess: false)
         // Someone removed one of db's elements: its delete cannot apply as one transaction.
-        try m.network.nft.apply("delete element inet \(table) egress_nat { \(Self.address(1)) }\n")
+        try someone.apply("delete element inet \(table) egress_nat { \(Self.address(1)) }\n")
         try down(h, "db")
         var listed = try m.network.nft.query(["list", "table", "inet", table])
         #expect(!listed.contains(Self.address(1)) && listed.contains("18710"), "\(listed)")
         // Someone deleted the table: the next add brings all of it back.
-        try m.network.nft.apply("delete table inet \(table)\n")
+        try someone.apply("delete table inet \(table)\n")
         try up(h, "db", 1, Self.spec())
         listed = try m.network.nft.query(["list", "table", "inet", table])
         #expect(listed.contains(Self.address(1)) && listed.contains("18710"), "\(listed)")
