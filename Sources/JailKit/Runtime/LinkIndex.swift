@@ -42,9 +42,9 @@ struct LinkIndex {
         return try FS.list(dir)
     }
 
-    /// The index of exactly `jails`, then marked complete.
+    /// Hints for every jail of `jails`, then marked complete. Nothing is removed: a jail
+    /// attaching meanwhile (not in `jails`) has written its own hints, and those must stay.
     func rebuild(from jails: [NetworkJail]) throws {
-        try FS.removeTree(directory)
         try FS.mkdirs(directory, mode: 0o700)
         for j in jails { try record(jail: j.name, links: j.links) }
         try FS.writeAtomically(directory + "/complete", "", mode: 0o600)
