@@ -420,6 +420,9 @@ public final class JailManager {
     /// not apply (the table was changed by hand).
     func updateFirewall(_ change: Ruleset.ElementChange, jail: NetworkJail) throws {
         guard try anotherJailAttached(than: jail.name) else { return try applyFirewall() }
+        // A state root from before the index: one full scan makes it.
+        let index = LinkIndex(root: root)
+        if !index.isComplete { try index.rebuild(from: try attachedJails()) }
         let text = try firewallChange(change, jail: jail)
         if text.isEmpty { return }
         do {
@@ -458,11 +461,7 @@ public final class JailManager {
     /// elements its arrival or departure can change (`Ruleset.related`).
     func linkedJails(_ jail: NetworkJail) throws -> [NetworkJail] {
         let index = LinkIndex(root: root)
-        guard index.isComplete else {
-            let all = try attachedJails()
-            try index.rebuild(from: all)
-            return Ruleset.related(to: jail, among: all)
-        }
+        guard index.isComplete else { return Ruleset.related(to: jail, among: try attachedJails()) }
         let names = Set(jail.links.map(\.jail)).union(try index.linkers(of: jail.name)).subtracting([jail.name])
         return Ruleset.related(to: jail, among: names.sorted().compactMap { attachedJail($0) })
     }
