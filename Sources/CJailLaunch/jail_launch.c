@@ -184,6 +184,8 @@ __attribute__((noreturn)) static void become(const struct jl_plan *p, int error_
             fail(error_fd, JL_STEP_STDIO, i);
         }
     }
+    // exec -t: the jail's own terminal becomes the controlling one of the new session.
+    if (p->controlling_tty && ioctl(0, TIOCSCTTY, 0) < 0) fail(error_fd, JL_STEP_STDIO, 3);
     for (size_t i = 0; i < p->n_rlimits; i++) {
         struct rlimit rl = {.rlim_cur = p->rlimits[i].soft, .rlim_max = p->rlimits[i].hard};
         if (setrlimit(p->rlimits[i].resource, &rl) < 0) fail(error_fd, JL_STEP_RLIMIT, (int)i);
@@ -692,8 +694,8 @@ pid_t jl_exec_in_start(const struct jl_plan *p, const int *ns_fds, const int *ns
     return mid;
 }
 
-int jl_exec_in(const struct jl_plan *p, const int *ns_fds, const int *ns_types, size_t n_ns, int root_fd,
-               struct jl_error *err) {
+pid_t jl_exec_in_fork(const struct jl_plan *p, const int *ns_fds, const int *ns_types, size_t n_ns, int root_fd,
+                      int *error_read_fd) {
     int ep[2];
     if (pipe2(ep, O_CLOEXEC) < 0) return -errno;
     pid_t mid = raw_fork();
@@ -708,13 +710,31 @@ int jl_exec_in(const struct jl_plan *p, const int *ns_fds, const int *ns_types, 
         exec_in_child(p, ns_fds, ns_types, n_ns, root_fd, ep[1]);
     }
     close(ep[1]);
-    ssize_t n = read_full(ep[0], err, sizeof *err);
-    close(ep[0]);
+    *error_read_fd = ep[0];
+    return mid;
+}
+
+int jl_exec_in_wait(pid_t mid, int error_read_fd, struct jl_error *err) {
+    ssize_t n = read_full(error_read_fd, err, sizeof *err);
+    close(error_read_fd);
     int status = 0;
     while (waitpid(mid, &status, 0) < 0)
         if (errno != EINTR) return -errno;
     if (n == (ssize_t)sizeof *err) return -1000;
     return status;
+}
+
+int jl_exec_in(const struct jl_plan *p, const int *ns_fds, const int *ns_types, size_t n_ns, int root_fd,
+               struct jl_error *err) {
+    int error_read = -1;
+    pid_t mid = jl_exec_in_fork(p, ns_fds, ns_types, n_ns, root_fd, &error_read);
+    if (mid < 0) return mid;
+    return jl_exec_in_wait(mid, error_read, err);
+}
+
+static volatile pid_t forwarded_child;
+static void forward_signal(int sig) {
+    if (forwarded_child > 0) kill(forwarded_child, sig);
 }
 
 static void exec_in_child(const struct jl_plan *p, const int *ns_fds, const int *ns_types, size_t n_ns, int root_fd,
@@ -740,6 +760,15 @@ static void exec_in_child(const struct jl_plan *p, const int *ns_fds, const int 
         become(p, error_fd);
     }
     if (error_fd >= 0) close(error_fd);
+    // Signals for the command (jailctl exec passes on ^C and friends) reach it through
+    // this process, which is all the caller knows of it.
+    forwarded_child = child;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward_signal;
+    sa.sa_flags = SA_RESTART;
+    int passed[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    for (size_t i = 0; i < sizeof passed / sizeof passed[0]; i++) sigaction(passed[i], &sa, NULL);
     int status = 0;
     while (waitpid(child, &status, 0) < 0)
         if (errno != EINTR) _exit(127);

@@ -302,6 +302,8 @@ struct Status: ParsableCommand {
 struct Exec: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run a command inside a running jail.")
     @OptionGroup var global: GlobalOptions
+    @Flag(name: .shortAndLong, help: "Give the command a terminal of the jail's own (interactive shells); never the caller's.")
+    var tty = false
     @Argument var name: String
     @Argument(parsing: .captureForPassthrough) var command: [String] = []
 
@@ -310,7 +312,7 @@ struct Exec: ParsableCommand {
         if argv.first == "--" { argv.removeFirst() }
         var status: Int32 = 0
         try guarded {
-            status = try global.manager().exec(name, argv: argv)
+            status = try global.manager().exec(name, argv: argv, tty: tty)
         }
         throw ExitCode(waitStatusCode(status))
     }

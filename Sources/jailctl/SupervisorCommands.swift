@@ -176,11 +176,19 @@ struct Network: ParsableCommand {
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Only render; never touches nft (the default: show never applies).")
         var dryRun = false
+        @Option(help: "Only the element change that `up` of this attached jail applied (`down` removes the same).")
+        var jail: String?
+        @Flag(help: "With --jail: the change as `down` applies it.")
+        var down = false
 
         func run() throws {
             try guarded {
                 let m = try global.manager()
-                print(m.network.render(jails: try m.attachedJails()), terminator: "")
+                guard let jail else { return print(m.network.render(jails: try m.attachedJails()), terminator: "") }
+                guard let entry = m.attachedJail(jail) else {
+                    throw JailError(.notFound, "jail \(jail) is not attached to the network (not running, or not mode = \"private\")")
+                }
+                print(try m.firewallChange(down ? .delete : .add, jail: entry), terminator: "")
             }
         }
     }

@@ -2,6 +2,7 @@ import Glibc
 import Testing
 
 @testable import JailKit
+import CJailLaunch
 
 /// The jailctl executable itself, as a sysadmin runs it.
 @Suite("CLI (root)", .serialized)
@@ -66,6 +67,81 @@ struct CLITests {
         (code, out) = jailctl(f, ["exec", "talk", "--", "/bin/true"])
         #expect(code == 1)
         #expect(out == "jailctl: jail talk is not running\n")
+    }
+
+    /// jailctl with its stdin, stdout and stderr on `stdin` (if given) and the slave of a
+    /// new host terminal (as a sysadmin's shell runs it); returns (exit code, what
+    /// reached the terminal).
+    func jailctlOnTerminal(_ f: JailFixture, _ args: [String], stdin: Int32? = nil) throws -> (Int32, String) {
+        // A terminal of the host's devpts (root "/"), through the same call exec -t uses.
+        let hostRoot = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer { close(hostRoot) }
+        var master: Int32 = -1, slave: Int32 = -1
+        let r = jl_pty_open(hostRoot, &master, &slave)
+        guard r == 0 else { throw SystemError("a host terminal for the test", errno: Int32(-r)) }
+        defer { close(master) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, stdin ?? slave, 0)
+        posix_spawn_file_actions_adddup2(&actions, slave, 1)
+        posix_spawn_file_actions_adddup2(&actions, slave, 2)
+        _ = jl_spawn_actions_closefrom(&actions, 3)
+        let argv = [CLITests.binary] + args
+        let env = ["JAILCTL_ROOT=\(f.manager.root.path)", "JAILCTL_SPECS=\(f.specs)", "PATH=/usr/bin:/bin"]
+        let cargs = argv.map { strdup($0) } + [nil], cenv = env.map { strdup($0) } + [nil]
+        defer { for p in cargs + cenv { free(p) } }
+        var attr = cleanSpawnAttributes()
+        defer { posix_spawnattr_destroy(&attr) }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, argv[0], &actions, &attr, cargs, cenv)
+        close(slave)
+        guard rc == 0 else { throw SystemError("posix_spawn", errno: rc) }
+        // Until EIO: every holder of the host terminal closed it. A jail process that
+        // kept it would hold this test here, which is the failure it looks for.
+        var out = [UInt8](), buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(master, &buf, buf.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        return ((status >> 8) & 0xff, String(decoding: out, as: UTF8.self))
+    }
+
+    /// The caller's terminal never reaches a command run with exec: without -t it gets
+    /// pipes and no controlling terminal; with -t, a terminal of the jail's own devpts
+    /// instance, in a session of its own. Input, output and exit status go through both.
+    @Test func execNeverHandsTheCallersTerminalIn() throws {
+        let f = try JailFixture("cli-tty")
+        defer { f.cleanUp() }
+        try f.sleeper("shell")
+        var (code, out) = jailctl(f, ["up", "shell"])
+        #expect(code == 0, "\(out)")
+        let look = "ls -l /proc/self/fd/0 /proc/self/fd/1 /proc/self/fd/2; read -r l < /proc/self/stat; set -- $l; echo tty_nr=$7 sid=$6; (echo x > /dev/tty) 2>/dev/null || echo no-ctty; exit 4"
+        (code, out) = try jailctlOnTerminal(f, ["exec", "shell", "--", "/bin/sh", "-c", look])
+        #expect(code == 4, "\(out)")
+        #expect(out.components(separatedBy: "pipe:[").count == 4, "\(out)")
+        #expect(out.contains("tty_nr=0 ") && out.contains("no-ctty") && !out.contains("/dev/pts"), "\(out)")
+
+        (code, out) = try jailctlOnTerminal(f, ["exec", "-t", "shell", "--", "/bin/sh", "-c", look])
+        #expect(code == 4, "\(out)")
+        #expect(out.components(separatedBy: "-> /dev/pts/0").count == 4, "\(out)")
+        #expect(!out.contains("tty_nr=0 ") && out.contains("tty_nr=") && !out.contains("no-ctty"), "\(out)")
+
+        // Input through the jail's terminal (stdin a pipe here): the shell reads it.
+        let input = try FS.pipeCloexec()
+        let line = "echo in-$((2+3)); exit 9\n"
+        _ = line.withCString { write(input.write, $0, strlen($0)) }
+        close(input.write)
+        defer { close(input.read) }
+        (code, out) = try jailctlOnTerminal(f, ["exec", "-t", "shell", "--", "/bin/sh"], stdin: input.read)
+        #expect(code == 9, "\(out)")
+        #expect(out.contains("in-5"), "\(out)")
+        (code, out) = jailctl(f, ["down", "shell"])
+        #expect(code == 0, "\(out)")
     }
 
     @Test func upAllFollowsAfterAndDownAllReversesIt() throws {

@@ -280,6 +280,32 @@ import Testing
         #expect(r.elementDiff(.delete, jail: db, others: Self.jails).hasPrefix("delete element inet jailctl_j1234abc jail_src"))
     }
 
+    /// The diff over a jail's related jails is the diff over all: what lets `up` and
+    /// `down` read only those (random jails with links to each other and to absent ones).
+    @Test func elementDiffOverRelatedJailsEqualsDiffOverAll() {
+        let r = Ruleset(instance: "j1234abc")
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<20 {
+            let n = Int.random(in: 2...30, using: &rng)
+            let jails: [NetworkJail] = (0..<n).map { i in
+                let links = (0..<Int.random(in: 0...3, using: &rng)).map { _ in
+                    JailLink(jail: "j\(Int.random(in: 0...(n + 2), using: &rng))", port: UInt16.random(in: 1...3, using: &rng), proto: .tcp)
+                }
+                let ports = i % 3 == 0 ? [PortForward(hostPort: UInt16(18700 + i), jailPort: 80, proto: .tcp)] : []
+                let egress: NetworkSpec.Egress = i % 4 == 0 ? .none : i % 4 == 1 ? .allow([EgressRule(network: Self.net("192.0.2.0/24"))]) : .nat
+                return NetworkJail(name: "j\(i)", address: Self.addr("10.92.0.\(2 * i + 3)"), hostInterface: "jc1234\(i)",
+                                   ports: ports, egress: egress, links: links)
+            }
+            for j in jails {
+                let others = jails.filter { $0.name != j.name }
+                let related = Ruleset.related(to: j, among: others)
+                for change in [Ruleset.ElementChange.add, .delete] {
+                    #expect(r.elementDiff(change, jail: j, others: related) == r.elementDiff(change, jail: j, others: others))
+                }
+            }
+        }
+    }
+
     @Test func interfaceNames() {
         let n = Links.interfaceName(instance: "j1234abc")
         #expect(n.count == 12 && n.hasPrefix("jc1234"))

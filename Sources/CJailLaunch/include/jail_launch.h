@@ -112,6 +112,7 @@ struct jl_plan {
     int stdout_fd;
     int stderr_fd;
     int new_session;            // setsid(): no controlling terminal of the caller
+    int controlling_tty;        // with new_session: stdin (a terminal) becomes the controlling one
 
     // Detached jails: when log_name is set, the monitor reads the jail's stdout and
     // stderr through a pipe and appends them, each line prefixed with a UTC timestamp, to
@@ -170,6 +171,29 @@ int jl_release(struct jl_child *child, struct jl_error *err);
 // On a failure inside the child, err is filled in and the return value is -1000.
 int jl_exec_in(const struct jl_plan *plan, const int *ns_fds, const int *ns_types, size_t n_ns,
                int root_fd, struct jl_error *err);
+
+// jl_exec_in in two halves, for a caller with work to do while the command runs
+// (exec -t relays a terminal): the fork returns the pid of the process that waits for
+// the command, or -errno, and the read end of its error pipe; the wait reads the error
+// report (closing that fd), reaps, and returns as jl_exec_in does.
+pid_t jl_exec_in_fork(const struct jl_plan *plan, const int *ns_fds, const int *ns_types, size_t n_ns,
+                      int root_fd, int *error_read_fd);
+int jl_exec_in_wait(pid_t mid, int error_read_fd, struct jl_error *err);
+
+// exec -t. Opens a terminal pair from the running jail's own devpts instance (root_fd:
+// its /proc/PID/root), so the command never holds a terminal of the host: returns 0 with
+// *master and *slave (close-on-exec), or -errno (-ENOTTY when the jail's /dev/pts/ptmx
+// is not a devpts multiplexer).
+int jl_pty_open(int root_fd, int *master, int *slave);
+// Relays up to three streams (src[i] to dst[i]; -1: none) for a command started with
+// jl_exec_in_fork, until the process mid (mid_pidfd) exits, then drains what the command
+// left. Stream 0 is the input (dst: a pipe or the master, made non-blocking), streams 1
+// and 2 the output (src: pipes or the master). With terminal set and src[0] a terminal,
+// it is in raw mode for the time (restored before returning) and its window size
+// follows SIGWINCH to dst[0]. SIGHUP, SIGINT, SIGQUIT and SIGTERM to the caller are
+// passed on to mid, which passes them on to the command. Returns 0, or -errno when the
+// relay itself failed (the command still runs to its end).
+int jl_relay(const int *src, const int *dst, size_t n, int terminal, pid_t mid, int mid_pidfd);
 
 // What jl_exec_in runs, without waiting: returns the pid of the process that waits for
 // the command (its exit status mirrors the command's; 127 when it could not start), or

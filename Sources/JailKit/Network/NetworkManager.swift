@@ -41,13 +41,13 @@ public final class NetworkManager: Sendable {
     public let nft: NFT
 
     public init(instance: String, store: StateStore, pool: IPv4Network = IPAM.defaultPool,
-                uplinks: [String] = [], hostNetns: String? = nil)
+                uplinks: [String] = [], hostNetns: String? = nil, inProcessNFT: Bool = true)
     {
         self.instance = instance
         self.ipam = IPAM(store: store, pool: pool)
         self.ruleset = Ruleset(instance: instance, uplinks: uplinks)
         self.hostNetns = hostNetns
-        self.nft = NFT(netnsPath: hostNetns)
+        self.nft = NFT(netnsPath: hostNetns, inProcess: inProcessNFT)
     }
 
     // MARK: links
@@ -165,5 +165,7 @@ public final class NetworkManager: Sendable {
         let host = try NetlinkSocket(netnsPath: hostNetns)
         for name in try host.links(prefix: ruleset.interfacePrefix) { _ = try host.deleteLink(name) }
         try nft.apply(ruleset.teardown)
+        // A namespace of a test's own must not be held alive by the kept nft context.
+        if hostNetns != nil { nft.release() }
     }
 }

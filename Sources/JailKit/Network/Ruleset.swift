@@ -195,6 +195,15 @@ public struct Ruleset: Sendable {
         return s
     }
 
+    /// The jails among `others` whose elements can change with `jail`'s: those it links
+    /// to and those that link to it. `elementDiff` over them equals the diff over all.
+    public static func related(to jail: NetworkJail, among others: [NetworkJail]) -> [NetworkJail] {
+        let targets = Set(jail.links.map(\.jail))
+        return others.filter { o in
+            o.name != jail.name && (targets.contains(o.name) || o.links.contains { $0.jail == jail.name })
+        }
+    }
+
     // MARK: text helpers
 
     func set(_ name: String, type: String, _ elements: [String]?, map: Bool = false, interval: Bool = false) -> String {

@@ -248,7 +248,10 @@ public final class JailManager {
                     if !hadLease { try self.network.ipam.release(jail: name) }
                     try FS.removeTree(run + "/network")
                     if let entry { try self.updateFirewall(.delete, jail: entry) } else { try self.applyFirewall() }
+                    try LinkIndex(root: self.root).forget(jail: name, links: spec.network.links)
                 }
+                // Hints first: a jail's record must never exist without them (LinkIndex).
+                try LinkIndex(root: self.root).record(jail: name, links: spec.network.links)
                 try FS.writeAtomically(run + "/network", "\(a.hostInterface) \(a.jailAddress)\n", mode: 0o600)
                 // The policy it started with: later renders never depend on the spec files
                 // being readable then (a broken file must not widen a running jail's rules).
@@ -361,7 +364,12 @@ public final class JailManager {
             // The jail's netns is gone with its last process, and its veth with it.
             let entry = attachedJail(name)
             try FS.removeTree(root.jailRun(name) + "/network")
-            if let entry { try updateFirewall(.delete, jail: entry) } else { try applyFirewall() }
+            if let entry {
+                try updateFirewall(.delete, jail: entry)
+                try LinkIndex(root: root).forget(jail: name, links: entry.links)
+            } else {
+                try applyFirewall()
+            }
         }
         record = try state.jail(name) ?? record
         record.wanted = false
@@ -422,14 +430,17 @@ public final class JailManager {
     }
 
     /// One jail's elements into or out of the table, as a diff of the rendered elements
-    /// with and without it (one `nft -f` transaction, the rules untouched): the cost of an
-    /// `up` or `down` stays flat with the number of jails. The whole table instead when
-    /// there is none yet, when the last jail leaves, or when the change does not apply
-    /// (the table was changed by hand).
+    /// with and without it over the jails it is linked with (one `nft -f` transaction, the
+    /// rules untouched). It reads the records of those jails only (`LinkIndex`), so the
+    /// cost of an `up` or `down` stays flat with the number of jails. The whole table
+    /// instead when there is none yet, when the last jail leaves, or when the change does
+    /// not apply (the table was changed by hand).
     func updateFirewall(_ change: Ruleset.ElementChange, jail: NetworkJail) throws {
-        let others = try attachedJails().filter { $0.name != jail.name }
-        guard !others.isEmpty else { return try applyFirewall() }
-        let text = network.ruleset.elementDiff(change, jail: jail, others: others)
+        guard try anotherJailAttached(than: jail.name) else { return try applyFirewall() }
+        // A state root from before the index: one full scan makes it.
+        let index = LinkIndex(root: root)
+        if !index.isComplete { try index.rebuild(from: try attachedJails()) }
+        let text = try firewallChange(change, jail: jail)
         if text.isEmpty { return }
         do {
             try network.nft.apply(text)
@@ -439,10 +450,45 @@ public final class JailManager {
         }
     }
 
+    /// The element change that `up` (`.add`) or `down` (`.delete`) of `jail` applies
+    /// (`network show --jail`). Empty: nothing.
+    public func firewallChange(_ change: Ruleset.ElementChange, jail: NetworkJail) throws -> String {
+        network.ruleset.elementDiff(change, jail: jail, others: try linkedJails(jail))
+    }
+
+    /// Whether a jail other than `name` is attached: stops at the first one found.
+    func anotherJailAttached(than name: String) throws -> Bool {
+        guard let dir = opendir(root.runDir) else {
+            if errno == ENOENT { return false }
+            throw SystemError("opendir \(root.runDir)")
+        }
+        defer { closedir(dir) }
+        var st = stat()
+        while let ent = readdir(dir) {
+            let other = withUnsafePointer(to: ent.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if other == "." || other == ".." || other == name { continue }
+            if lstat(root.jailRun(other) + "/network", &st) == 0 { return true }
+        }
+        return false
+    }
+
+    /// The attached jails that `jail` links to or that link to it: the only ones whose
+    /// elements its arrival or departure can change (`Ruleset.related`).
+    func linkedJails(_ jail: NetworkJail) throws -> [NetworkJail] {
+        let index = LinkIndex(root: root)
+        guard index.isComplete else { return Ruleset.related(to: jail, among: try attachedJails()) }
+        let names = Set(jail.links.map(\.jail)).union(try index.linkers(of: jail.name)).subtracting([jail.name])
+        return Ruleset.related(to: jail, among: names.sorted().compactMap { attachedJail($0) })
+    }
+
     /// Renders the instance's table from the attached jails and applies it in one
     /// transaction; with no jail left, the table goes.
     public func applyFirewall() throws {
         let jails = try attachedJails()
+        let index = LinkIndex(root: root)
+        if !index.isComplete { try index.rebuild(from: jails) }
         if jails.isEmpty {
             try network.teardown()
         } else {
@@ -541,10 +587,10 @@ public final class JailManager {
     // MARK: exec
 
     /// Runs a command inside a running jail with the jail's user and root.
-    public func exec(_ name: String, argv: [String], stdio: Launcher.Stdio = .inherit) throws -> Int32 {
+    public func exec(_ name: String, argv: [String], stdio: Launcher.Stdio = .inherit, tty: Bool = false) throws -> Int32 {
         let (plan, pid) = try execPlan(name, argv: argv)
         return try Launcher.exec(plan, jailPid: pid, namespaces: plan.namespaces, stdio: stdio,
-                                 cgroupDirectories: try cgroup(of: name).directories)
+                                 cgroupDirectories: try cgroup(of: name).directories, tty: tty)
     }
 
     /// `exec` without waiting, for health checks: the pid to reap (exit status = the

@@ -73,22 +73,110 @@ public enum Launcher {
     }
 
     /// Runs argv inside a running jail (its namespaces, root, ids and limits from
-    /// `plan`) and returns the wait status.
+    /// `plan`) in a session of its own, and returns the wait status. The caller's
+    /// terminal never reaches the command: with `tty`, the command gets a terminal of the
+    /// jail's own devpts instance as stdin, stdout, stderr and controlling terminal;
+    /// without, any of the caller's stdin, stdout and stderr that is a terminal is
+    /// replaced by a pipe. This process relays either, and passes ^C and the like on.
     public static func exec(_ plan: LaunchPlan, jailPid: Int32, namespaces: Namespaces, stdio: Stdio,
-                            cgroupDirectories: [String] = []) throws -> Int32
+                            cgroupDirectories: [String] = [], tty: Bool = false) throws -> Int32
     {
         try joining(jailPid: jailPid, namespaces: namespaces, cgroupDirectories: cgroupDirectories) { fds, types, rootFd, cgroupFds in
-            try withCPlan(plan, stdio: stdio) { cplan in
-                var err = jl_error()
-                let rc = cgroupFds.withUnsafeBufferPointer { cg in
+            var relay = try Relay(tty: tty, stdio: stdio, jailRoot: rootFd)
+            defer { relay.closeAll() }
+            return try withCPlan(plan, stdio: relay.commandStdio) { cplan in
+                cplan.new_session = 1
+                cplan.controlling_tty = tty ? 1 : 0
+                var errorFd: Int32 = -1
+                let mid = cgroupFds.withUnsafeBufferPointer { cg in
                     cplan.cgroup_fds = cg.baseAddress
                     cplan.n_cgroup_fds = cg.count
-                    return jl_exec_in(&cplan, fds, types, fds.count, rootFd, &err)
+                    return jl_exec_in_fork(&cplan, fds, types, fds.count, rootFd, &errorFd)
                 }
+                if mid < 0 { throw JailError(.launchFailed, "exec in jail \(plan.jail): \(strerrorString(-mid))") }
+                relay.run(mid: mid)
+                var err = jl_error()
+                let rc = jl_exec_in_wait(mid, errorFd, &err)
                 if rc == -1000 { throw JailError(.launchFailed, "exec in jail \(plan.jail): \(describe(err, plan: plan))") }
                 if rc < 0 { throw JailError(.launchFailed, "exec in jail \(plan.jail): \(strerrorString(-rc))") }
                 return rc
             }
+        }
+    }
+
+    /// What stands between the caller's stdio and an exec'd command: nothing (files,
+    /// pipes), pipes in place of the caller's terminals, or a terminal of the jail's.
+    struct Relay {
+        var commandStdio: Stdio
+        /// Our ends, in stream order (input, output, error): (source, destination).
+        var streams: [(Int32, Int32)] = []
+        /// The command's ends, closed once it holds them.
+        var theirs: [Int32] = []
+        var ours: [Int32] = []
+        var terminal = false
+
+        init(tty: Bool, stdio: Stdio, jailRoot: Int32) throws {
+            commandStdio = stdio
+            if tty {
+                var master: Int32 = -1, slave: Int32 = -1
+                let r = jl_pty_open(jailRoot, &master, &slave)
+                if r < 0 { throw JailError(.launchFailed, "a terminal from the jail's /dev/pts: \(strerrorString(-r))") }
+                commandStdio = Stdio(stdin: slave, stdout: slave, stderr: slave)
+                streams = [(0, master), (master, 1)]
+                theirs = [slave]
+                ours = [master]
+                terminal = true
+                return
+            }
+            let given = [stdio.stdin, stdio.stdout, stdio.stderr]
+            var replaced = given
+            var any = false
+            for i in 0..<3 {
+                let fd = given[i] >= 0 ? given[i] : Int32(i)
+                guard isatty(fd) == 1 else { streams.append((-1, -1)); continue }
+                let p: (read: Int32, write: Int32)
+                do { p = try FS.pipeCloexec() } catch {
+                    closeAll()
+                    throw error
+                }
+                // Input: the caller's terminal -> pipe -> command; output the other way.
+                streams.append(i == 0 ? (fd, p.write) : (p.read, fd))
+                replaced[i] = i == 0 ? p.read : p.write
+                theirs.append(i == 0 ? p.read : p.write)
+                ours.append(i == 0 ? p.write : p.read)
+                any = true
+            }
+            if !any { streams = [] }
+            commandStdio = Stdio(stdin: replaced[0], stdout: replaced[1], stderr: replaced[2])
+        }
+
+        /// Relays until the command's waiter `mid` exits (nothing to do without streams).
+        mutating func run(mid: pid_t) {
+            // Only the command (and the process that waits for it) may hold its ends, so
+            // that their end shows here as EOF.
+            for fd in theirs { close(fd) }
+            theirs = []
+            guard !streams.isEmpty else { return }
+            let pidfd = jl_pidfd_open(mid)
+            if pidfd < 0 { return }
+            defer { close(pidfd) }
+            let src = streams.map(\.0), dst = streams.map(\.1)
+            let r = jl_relay(src, dst, streams.count, terminal ? 1 : 0, mid, pidfd)
+            if r < 0 {
+                // The command goes on to its end; only its output is lost.
+                let note = "jailctl: exec: relaying the command's output: \(strerrorString(-r))\n"
+                _ = note.withCString { write(2, $0, strlen($0)) }
+            }
+            // Closing our ends now: a command left behind in the background sees EOF or
+            // a hang-up, not a reader that never comes.
+            for fd in ours { close(fd) }
+            ours = []
+        }
+
+        mutating func closeAll() {
+            for fd in theirs + ours { close(fd) }
+            theirs = []
+            ours = []
         }
     }
 
