@@ -98,6 +98,26 @@ struct JailUsersTests {
         // Nothing was made: no home, no volume, no run directory.
         #expect(!FS.exists(f.dir.path + "/home"))
         #expect(!FS.exists(f.manager.root.jailRun("app")))
+        // A shell the image lacks is refused the same way.
+        try f.jail("app", """
+            image = "ids"
+            command = ["/bin/sleep", "1"]
+            [[volumes]]
+            source = "\(f.dir.path)/home"
+            target = "/home"
+            create = true
+            [[users]]
+            name = "app"
+            home = "/home/app"
+            shell = "/bin/bash"
+            """)
+        do {
+            _ = try f.manager.up("app")
+            Issue.record("up with a shell the image lacks succeeded")
+        } catch {
+            #expect("\(error)".contains("users app: shell /bin/bash is not an executable file in image ids"), "\(error)")
+        }
+        #expect(!FS.exists(f.dir.path + "/home"))
     }
 
     /// An image with a PAM-using program has a shadow of locked entries; a jail with
