@@ -204,9 +204,13 @@ __attribute__((noreturn)) static void become(const struct jl_plan *p, int error_
         int bits = SECBIT_KEEP_CAPS | SECBIT_NOROOT | SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_NOROOT_LOCKED;
         if (prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) < 0) fail(error_fd, JL_STEP_CAPS, 100);
     }
-    if (setgroups(p->n_groups, p->groups) < 0) fail(error_fd, JL_STEP_SETGROUPS, 0);
-    if (setresgid(p->gid, p->gid, p->gid) < 0) fail(error_fd, JL_STEP_SETGID, 0);
-    if (setresuid(p->uid, p->uid, p->uid) < 0) fail(error_fd, JL_STEP_SETUID, 0);
+    // Raw system calls, not glibc's wrappers: those apply the change to every thread glibc
+    // knows of, and after a fork of a multi-threaded process it still knows the parent's
+    // threads; one of them exiting at the moment of the fork leaves the wrapper waiting
+    // for it forever (seen: a jail child hung in __nptl_setxid under a parallel test run).
+    if (syscall(SYS_setgroups, p->n_groups, p->groups) < 0) fail(error_fd, JL_STEP_SETGROUPS, 0);
+    if (syscall(SYS_setresgid, p->gid, p->gid, p->gid) < 0) fail(error_fd, JL_STEP_SETGID, 0);
+    if (syscall(SYS_setresuid, p->uid, p->uid, p->uid) < 0) fail(error_fd, JL_STEP_SETUID, 0);
     // After the id change, which clears a parent-death signal set before it.
     if (p->die_with_parent && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail(error_fd, JL_STEP_SETUID, 1);
     if (p->drop_caps) {
@@ -242,7 +246,7 @@ __attribute__((noreturn)) static void jail_child(const struct jl_plan *p, int go
     close(go_fd);
     // In a new user namespace the parent has written our id maps by now; become root of
     // it, so files we create (tmpfs /dev, mount points) belong to a mapped id.
-    if ((p->clone_flags & CLONE_NEWUSER) && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
+    if ((p->clone_flags & CLONE_NEWUSER) && (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0))
         fail(error_fd, JL_STEP_SETUID, 1);
     // After the parent moved us into the jail's cgroup, so that it becomes our root.
     if (p->unshare_cgroup && unshare(CLONE_NEWCGROUP) < 0) fail(error_fd, JL_STEP_UNSHARE_CGROUP, 0);
