@@ -21,6 +21,11 @@ public enum Doctor {
 
     public struct HostFacts: Sendable, Equatable {
         public var ipForward: Bool?
+        /// net.ipv6.conf.all.forwarding.
+        public var ipv6Forward: Bool?
+        /// Interfaces (not lo, not ours) with accept_ra = 1: they take router
+        /// advertisements only while IPv6 forwarding is off.
+        public var acceptRA: [String] = []
         public var brNetfilter: Bool
         public var nftAvailable: Bool
         /// `nft list ruleset` text; nil when it could not be read.
@@ -42,7 +47,8 @@ public enum Doctor {
         }
     }
 
-    public static func findings(_ f: HostFacts, pool: IPv4Network, ourTable: String, interfacePrefix: String) -> [Finding] {
+    public static func findings(_ f: HostFacts, pool: IPv4Network, pool6: IPv6Network? = nil, ourTable: String,
+                                interfacePrefix: String) -> [Finding] {
         var out: [Finding] = []
         if !f.nftAvailable {
             out.append(Finding(.problem, "nft is not installed: private jails cannot get their firewall", fix: "apt-get install nftables"))
@@ -54,6 +60,7 @@ public enum Doctor {
         case true?: out.append(Finding(.ok, "net.ipv4.ip_forward is 1"))
         case nil: break
         }
+        if pool6 != nil { out += ipv6Findings(f, interfacePrefix: interfacePrefix) }
         if f.brNetfilter {
             out.append(Finding(.warning, "br_netfilter is loaded: bridged traffic of other tools passes through the ip hooks too",
                                fix: "jailctl uses no bridge; if nothing else needs it: modprobe -r br_netfilter"))
@@ -85,6 +92,29 @@ public enum Doctor {
         return out
     }
 
+    /// Only with a pool6: forwarding, and what turning it on does to router advertisements
+    /// (the kernel ignores them on accept_ra = 1 interfaces once forwarding is on, so a
+    /// host that gets its own IPv6 route by SLAAC loses it when it expires; Docker hosts
+    /// hit this when it switched forwarding on for them).
+    static func ipv6Findings(_ f: HostFacts, interfacePrefix: String) -> [Finding] {
+        let ra = f.acceptRA.filter { !$0.hasPrefix(interfacePrefix) }.sorted()
+        let raFix = ra.map { "sysctl -w net.ipv6.conf.\($0).accept_ra=2" }.joined(separator: "; ")
+        switch f.ipv6Forward {
+        case false?:
+            let first = ra.isEmpty ? "" : "first \(raFix) (those interfaces would stop taking router advertisements), then "
+            return [Finding(.warning, "net.ipv6.conf.all.forwarding is 0: jails' IPv6 egress and IPv6 forwards from other hosts do not pass (forwards from this host do)",
+                            fix: first + "sysctl -w net.ipv6.conf.all.forwarding=1, and keep both in /etc/sysctl.d/")]
+        case true?:
+            var out = [Finding(.ok, "net.ipv6.conf.all.forwarding is 1")]
+            if !ra.isEmpty {
+                out.append(Finding(.warning, "IPv6 forwarding is on, so \(ra.joined(separator: ", ")) ignore\(ra.count == 1 ? "s" : "") router advertisements (accept_ra = 1): a route or address learned from them expires and is not renewed",
+                                   fix: raFix + ", and in /etc/sysctl.d/"))
+            }
+            return out
+        case nil: return []
+        }
+    }
+
     /// "table inet filter / chain forward" of every base chain on the forward hook with
     /// policy drop, outside our table.
     static func foreignDropChains(_ ruleset: String, ourTable: String) -> [String] {
@@ -106,6 +136,11 @@ public enum Doctor {
     public static func gather(nft: NFT, cgroups: String?) -> HostFacts {
         var f = HostFacts(cgroups: cgroups)
         f.ipForward = (try? FS.readText("/proc/sys/net/ipv4/ip_forward")).map { $0.hasPrefix("1") }
+        f.ipv6Forward = (try? FS.readText("/proc/sys/net/ipv6/conf/all/forwarding")).map { $0.hasPrefix("1") }
+        f.acceptRA = ((try? FS.list("/proc/sys/net/ipv6/conf")) ?? []).filter { name in
+            !["all", "default", "lo"].contains(name)
+                && (try? FS.readText("/proc/sys/net/ipv6/conf/\(name)/accept_ra"))?.hasPrefix("1") == true
+        }
         f.brNetfilter = FS.exists("/proc/sys/net/bridge/bridge-nf-call-iptables")
         f.nftAvailable = FS.exists(nft.nft)
         f.ruleset = f.nftAvailable ? try? nft.query(["list", "ruleset"]) : nil

@@ -14,8 +14,21 @@ extension SpecLoader {
         for name in set.jails.keys.sorted() {
             guard let jail = set.jails[name], jail.network.mode == .private, let (file, map) = maps[name] else { continue }
             var context = SpecContext(file: file, map: map, hostChecks: hostChecks)
+            let network = TOMLKeyPath.root.appending("network")
+            // IPv6 of a jail needs the host's pool6; without it the jail is IPv4 only.
+            if set.host.pool6 == nil, case .fixed(let a) = jail.network.address6 {
+                context.report(network.appending("address6"), "address6 \(a) needs a pool6 in jailctl.toml; without one jails are IPv4 only",
+                               valid: "add [network] pool6 = \"fd6a:6c00:0:1::/64\" to jailctl.toml, or remove address6")
+                bad.insert(name)
+            }
             for (i, p) in jail.network.ports.enumerated() {
-                let path = TOMLKeyPath.root.appending("network").appending("ports").appending(index: i)
+                let path = network.appending("ports").appending(index: i)
+                if case .v6(let h)? = p.hostAddress, h != .loopback, set.host.pool6 == nil || jail.network.address6 == NetworkSpec.Address6.none {
+                    context.report(path, "a forward from the IPv6 address \(h) needs the jail on IPv6: \(set.host.pool6 == nil ? "jailctl.toml has no pool6" : "its address6 is \"none\"")",
+                                   valid: set.host.pool6 == nil ? "add [network] pool6 = \"fd6a:6c00:0:1::/64\" to jailctl.toml" : "address6 = \"auto\"")
+                    bad.insert(name)
+                    continue
+                }
                 if let other = claimed.first(where: { $0.port.overlaps(p) }) {
                     context.report(path, "host port \(p.hostPort)/\(p.proto.rawValue) is already forwarded by jail \(other.jail) (network.ports[\(other.index)] of \(maps[other.jail]?.0 ?? other.jail))",
                                    valid: "another host port, or a distinct host address for each")
@@ -23,7 +36,7 @@ extension SpecLoader {
                     continue
                 }
                 claimed.append((p, name, i))
-                if listening.contains(where: { $0.proto == p.proto && $0.port == p.hostPort && (p.hostAddress == nil || $0.address == nil || $0.address == p.hostAddress) }) {
+                if listening.contains(where: { $0.proto == p.proto && $0.port == p.hostPort && (p.hostAddress == nil || $0.address == nil || $0.address.map { IPAddress.v4($0) } == p.hostAddress) }) {
                     context.report(path, "host port \(p.hostPort)/\(p.proto.rawValue) is in use by a host process; the forward hides it from clients",
                                    valid: "a free host port", severity: .warning)
                 }
