@@ -36,42 +36,45 @@ public struct IPAM: Sendable {
     /// address of the pool, and free; the error names the jail that holds it. The write
     /// transaction serializes concurrent `up`s, and the UNIQUE column backs it up.
     public func lease(jail: String, requested: NetworkSpec.Address = .auto) throws -> Lease {
+        try store.db.write { db in try lease(in: db, jail: jail, requested: requested) }
+    }
+
+    /// As `lease`, inside the caller's write transaction (one commit for both families).
+    func lease(in db: Database, jail: String, requested: NetworkSpec.Address) throws -> Lease {
         guard pool.prefix <= 30 else { throw JailError(.invalidSpec, "network pool \(pool) is too small: it needs at least a /30") }
-        return try store.db.write { db in
-            let existing = try Int64.fetchOne(db, sql: "SELECT address FROM leases WHERE jail = ?", arguments: [jail])
-            switch requested {
-            case .auto:
-                if let existing, pool.contains(IPv4Address(UInt32(existing))) {
-                    return Lease(jail: jail, jailAddress: IPv4Address(UInt32(existing)))
-                }
-                // A lease from an older pool is replaced by one of the current pool.
-                let used = Set(try Int64.fetchAll(db, sql: "SELECT address FROM leases"))
-                // Slot 0 would give the host side the pool's network address; tools that
-                // still think in classful terms choke on it, so the first pair is slot 1.
-                let slots = pool.size / 2
-                var slot: UInt64 = 1
-                while slot < slots && used.contains(Int64(UInt64(pool.base.value) + 2 * slot + 1)) { slot += 1 }
-                guard slot < slots else {
-                    throw JailError(.state, "jail \(jail): no free address left in the pool \(pool) (\(slots - 1) jails)")
-                }
-                let address = IPv4Address(UInt32(UInt64(pool.base.value) + 2 * slot + 1))
-                try save(db, jail: jail, address: address, replacing: existing != nil)
-                return Lease(jail: jail, jailAddress: address)
-            case .fixed(let address):
-                if let existing, existing == Int64(address.value) { return Lease(jail: jail, jailAddress: address) }
-                guard pool.contains(address) else {
-                    throw JailError(.invalidSpec, "jail \(jail): address \(address) is outside the pool \(pool)")
-                }
-                guard address.value & 1 == 1, address.value - 1 != pool.base.value else {
-                    let hint = address.value & 1 == 0 ? "\(IPv4Address(address.value + 1))" : "\(IPv4Address(address.value + 2))"
-                    throw JailError(.invalidSpec, "jail \(jail): address \(address) is a host-side address of the pool \(pool); jails get odd addresses (RFC 3021 /31 pairs), e.g. \(hint)")
-                }
-                if let holder = try String.fetchOne(db, sql: "SELECT jail FROM leases WHERE address = ?", arguments: [Int64(address.value)]) {
-                    throw JailError(.invalidSpec, "jail \(jail): address \(address) is already leased to jail \(holder)")
-                }
-                try save(db, jail: jail, address: address, replacing: existing != nil)
-                return Lease(jail: jail, jailAddress: address)
+        let existing = try Int64.fetchOne(db, sql: "SELECT address FROM leases WHERE jail = ?", arguments: [jail])
+        switch requested {
+        case .auto:
+            if let existing, pool.contains(IPv4Address(UInt32(existing))) {
+                return Lease(jail: jail, jailAddress: IPv4Address(UInt32(existing)))
             }
+            // A lease from an older pool is replaced by one of the current pool.
+            let used = Set(try Int64.fetchAll(db, sql: "SELECT address FROM leases"))
+            // Slot 0 would give the host side the pool's network address; tools that
+            // still think in classful terms choke on it, so the first pair is slot 1.
+            let slots = pool.size / 2
+            var slot: UInt64 = 1
+            while slot < slots && used.contains(Int64(UInt64(pool.base.value) + 2 * slot + 1)) { slot += 1 }
+            guard slot < slots else {
+                throw JailError(.state, "jail \(jail): no free address left in the pool \(pool) (\(slots - 1) jails)")
+            }
+            let address = IPv4Address(UInt32(UInt64(pool.base.value) + 2 * slot + 1))
+            try save(db, jail: jail, address: address, replacing: existing != nil)
+            return Lease(jail: jail, jailAddress: address)
+        case .fixed(let address):
+            if let existing, existing == Int64(address.value) { return Lease(jail: jail, jailAddress: address) }
+            guard pool.contains(address) else {
+                throw JailError(.invalidSpec, "jail \(jail): address \(address) is outside the pool \(pool)")
+            }
+            guard address.value & 1 == 1, address.value - 1 != pool.base.value else {
+                let hint = address.value & 1 == 0 ? "\(IPv4Address(address.value + 1))" : "\(IPv4Address(address.value + 2))"
+                throw JailError(.invalidSpec, "jail \(jail): address \(address) is a host-side address of the pool \(pool); jails get odd addresses (RFC 3021 /31 pairs), e.g. \(hint)")
+            }
+            if let holder = try String.fetchOne(db, sql: "SELECT jail FROM leases WHERE address = ?", arguments: [Int64(address.value)]) {
+                throw JailError(.invalidSpec, "jail \(jail): address \(address) is already leased to jail \(holder)")
+            }
+            try save(db, jail: jail, address: address, replacing: existing != nil)
+            return Lease(jail: jail, jailAddress: address)
         }
     }
 
@@ -135,40 +138,43 @@ public struct IPAM6: Sendable {
     /// The jail's lease, made on first use; a fixed address must be an odd (jail-side)
     /// address of the pool and free, the error naming its holder.
     public func lease(jail: String, requested: NetworkSpec.Address6 = .auto) throws -> Lease6 {
-        try store.db.write { db in
-            let existing = try String.fetchOne(db, sql: "SELECT address FROM leases6 WHERE jail = ?", arguments: [jail]).flatMap(IPv6Address.init)
-            switch requested {
-            case .none:
-                throw JailError(.invalidSpec, "jail \(jail): address6 is \"none\"; it gets no IPv6 lease")
-            case .auto:
-                if let existing, pool.contains(existing) { return Lease6(jail: jail, jailAddress: existing) }
-                // A lease from an older pool6 is replaced by one of the current pool.
-                let used = Set(try String.fetchAll(db, sql: "SELECT address FROM leases6").compactMap(IPv6Address.init)
-                    .filter(pool.contains).map { ($0.low &- pool.base.low) / 2 })
-                // Slot 0 would give the host side the pool's base (subnet-router anycast).
-                var slot: UInt64 = 1
-                while slot < slots && used.contains(slot) { slot += 1 }
-                guard slot < slots else {
-                    throw JailError(.state, "jail \(jail): no free address left in the pool6 \(pool) (\(slots - 1) jails)")
-                }
-                let address = pool.base.adding(2 * slot + 1)
-                try save(db, jail: jail, address: address, replacing: existing != nil)
-                return Lease6(jail: jail, jailAddress: address)
-            case .fixed(let address):
-                if existing == address { return Lease6(jail: jail, jailAddress: address) }
-                guard pool.contains(address) else {
-                    throw JailError(.invalidSpec, "jail \(jail): address6 \(address) is outside the pool6 \(pool)")
-                }
-                guard address.low & 1 == 1, address.low &- 1 != pool.base.low else {
-                    let hint = address.low & 1 == 0 ? address.adding(1) : address.adding(2)
-                    throw JailError(.invalidSpec, "jail \(jail): address6 \(address) is a host-side address of the pool6 \(pool); jails get odd addresses (/127 pairs), e.g. \(hint)")
-                }
-                if let holder = try String.fetchOne(db, sql: "SELECT jail FROM leases6 WHERE address = ?", arguments: ["\(address)"]) {
-                    throw JailError(.invalidSpec, "jail \(jail): address6 \(address) is already leased to jail \(holder)")
-                }
-                try save(db, jail: jail, address: address, replacing: existing != nil)
-                return Lease6(jail: jail, jailAddress: address)
+        try store.db.write { db in try lease(in: db, jail: jail, requested: requested) }
+    }
+
+    /// As `lease`, inside the caller's write transaction.
+    func lease(in db: Database, jail: String, requested: NetworkSpec.Address6) throws -> Lease6 {
+        let existing = try String.fetchOne(db, sql: "SELECT address FROM leases6 WHERE jail = ?", arguments: [jail]).flatMap(IPv6Address.init)
+        switch requested {
+        case .none:
+            throw JailError(.invalidSpec, "jail \(jail): address6 is \"none\"; it gets no IPv6 lease")
+        case .auto:
+            if let existing, pool.contains(existing) { return Lease6(jail: jail, jailAddress: existing) }
+            // A lease from an older pool6 is replaced by one of the current pool.
+            let used = Set(try String.fetchAll(db, sql: "SELECT address FROM leases6").compactMap(IPv6Address.init)
+                .filter(pool.contains).map { ($0.low &- pool.base.low) / 2 })
+            // Slot 0 would give the host side the pool's base (subnet-router anycast).
+            var slot: UInt64 = 1
+            while slot < slots && used.contains(slot) { slot += 1 }
+            guard slot < slots else {
+                throw JailError(.state, "jail \(jail): no free address left in the pool6 \(pool) (\(slots - 1) jails)")
             }
+            let address = pool.base.adding(2 * slot + 1)
+            try save(db, jail: jail, address: address, replacing: existing != nil)
+            return Lease6(jail: jail, jailAddress: address)
+        case .fixed(let address):
+            if existing == address { return Lease6(jail: jail, jailAddress: address) }
+            guard pool.contains(address) else {
+                throw JailError(.invalidSpec, "jail \(jail): address6 \(address) is outside the pool6 \(pool)")
+            }
+            guard address.low & 1 == 1, address.low &- 1 != pool.base.low else {
+                let hint = address.low & 1 == 0 ? address.adding(1) : address.adding(2)
+                throw JailError(.invalidSpec, "jail \(jail): address6 \(address) is a host-side address of the pool6 \(pool); jails get odd addresses (/127 pairs), e.g. \(hint)")
+            }
+            if let holder = try String.fetchOne(db, sql: "SELECT jail FROM leases6 WHERE address = ?", arguments: ["\(address)"]) {
+                throw JailError(.invalidSpec, "jail \(jail): address6 \(address) is already leased to jail \(holder)")
+            }
+            try save(db, jail: jail, address: address, replacing: existing != nil)
+            return Lease6(jail: jail, jailAddress: address)
         }
     }
 

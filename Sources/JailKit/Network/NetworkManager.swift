@@ -75,8 +75,11 @@ public final class NetworkManager: Sendable {
         let hadLease = try ipam.existing(jail: jail) != nil
         let hadLease6 = try IPAM6.existing(jail: jail, store: ipam.store) != nil
         do {
-            let lease = try ipam.lease(jail: jail, requested: spec.address)
-            let lease6 = try spec.address6 == NetworkSpec.Address6.none ? nil : ipam6?.lease(jail: jail, requested: spec.address6)
+            // One transaction for both families: a commit (an fsync) is most of a lease's cost.
+            let v6 = spec.address6 == NetworkSpec.Address6.none ? nil : ipam6
+            let (lease, lease6) = try ipam.store.db.write { db in
+                (try ipam.lease(in: db, jail: jail, requested: spec.address), try v6?.lease(in: db, jail: jail, requested: spec.address6))
+            }
             if lease6 == nil, let p = spec.ports.first(where: { if case .v6(let h)? = $0.hostAddress { h != .loopback } else { false } }) {
                 throw JailError(.invalidSpec, "jail \(jail): the forward \(p.description) needs an IPv6 address of the jail (a pool6 in jailctl.toml, address6 not \"none\")")
             }
