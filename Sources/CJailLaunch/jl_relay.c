@@ -11,6 +11,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -228,6 +229,8 @@ pid_t jl_relay_start(const int *listeners, const struct jl_relay_target *targets
         if (relay != 0) {
             _exit(write(info[1], &relay, sizeof relay) == sizeof relay ? 0 : 1);
         }
+        // A name `ps` and the leak check know it by (it is a fork of jailctl otherwise).
+        prctl(PR_SET_NAME, "jailctl-relay6", 0, 0, 0);
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);

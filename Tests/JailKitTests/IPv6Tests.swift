@@ -276,6 +276,14 @@ struct TempSpecDir {
     }
 }
 
+@Suite struct ResolvConf6Tests {
+    @Test func ipv6ServersOnlyForIPv6Jails() {
+        let host = "nameserver 127.0.0.53\nnameserver ::1\nnameserver fe80::1%eth0\nnameserver 2001:db8::53\nnameserver 192.0.2.1\n"
+        #expect(JailManager.resolvConf(dns: [], hostResolvConf: host) == "nameserver 192.0.2.1\n")
+        #expect(JailManager.resolvConf(dns: [], hostResolvConf: host, ipv6: true) == "nameserver 2001:db8::53\nnameserver 192.0.2.1\n")
+    }
+}
+
 @Suite struct Doctor6Tests {
     func run(_ f: Doctor.HostFacts, pool6: IPv6Network? = IPv6Network("fd6a:6c00:0:1::/64")) -> [String] {
         Doctor.findings(f, pool: IPAM.defaultPool, pool6: pool6, ourTable: "jailctl_x", interfacePrefix: "jc1234")
@@ -295,6 +303,8 @@ struct TempSpecDir {
         let on = run(f)
         #expect(on.contains("ok: net.ipv6.conf.all.forwarding is 1 | "))
         #expect(on.contains { $0.hasPrefix("warning: IPv6 forwarding is on, so eth0 ignores router advertisements") })
+        f.ipv6Disabled = true
+        #expect(run(f).contains { $0.hasPrefix("problem: IPv6 is disabled for new interfaces") })
         // Without a pool6, IPv6 is none of jailctl's business.
         #expect(!run(f, pool6: nil).contains { $0.contains("ipv6") || $0.contains("IPv6") })
     }

@@ -26,6 +26,8 @@ public enum Doctor {
         /// Interfaces (not lo, not ours) with accept_ra = 1: they take router
         /// advertisements only while IPv6 forwarding is off.
         public var acceptRA: [String] = []
+        /// net.ipv6.conf.default.disable_ipv6: new interfaces (jails' veths) get no IPv6.
+        public var ipv6Disabled = false
         public var brNetfilter: Bool
         public var nftAvailable: Bool
         /// `nft list ruleset` text; nil when it could not be read.
@@ -97,6 +99,10 @@ public enum Doctor {
     /// host that gets its own IPv6 route by SLAAC loses it when it expires; Docker hosts
     /// hit this when it switched forwarding on for them).
     static func ipv6Findings(_ f: HostFacts, interfacePrefix: String) -> [Finding] {
+        if f.ipv6Disabled {
+            return [Finding(.problem, "IPv6 is disabled for new interfaces (net.ipv6.conf.default.disable_ipv6 = 1): with a pool6, every private jail's up fails adding its IPv6 address",
+                            fix: "sysctl -w net.ipv6.conf.default.disable_ipv6=0, or remove pool6 from jailctl.toml")]
+        }
         let ra = f.acceptRA.filter { !$0.hasPrefix(interfacePrefix) }.sorted()
         let raFix = ra.map { "sysctl -w net.ipv6.conf.\($0).accept_ra=2" }.joined(separator: "; ")
         switch f.ipv6Forward {
@@ -137,6 +143,7 @@ public enum Doctor {
         var f = HostFacts(cgroups: cgroups)
         f.ipForward = (try? FS.readText("/proc/sys/net/ipv4/ip_forward")).map { $0.hasPrefix("1") }
         f.ipv6Forward = (try? FS.readText("/proc/sys/net/ipv6/conf/all/forwarding")).map { $0.hasPrefix("1") }
+        f.ipv6Disabled = (try? FS.readText("/proc/sys/net/ipv6/conf/default/disable_ipv6"))?.hasPrefix("1") ?? !FS.exists("/proc/sys/net/ipv6")
         f.acceptRA = ((try? FS.list("/proc/sys/net/ipv6/conf")) ?? []).filter { name in
             !["all", "default", "lo"].contains(name)
                 && (try? FS.readText("/proc/sys/net/ipv6/conf/\(name)/accept_ra"))?.hasPrefix("1") == true

@@ -710,7 +710,8 @@ public final class JailManager {
                 }
                 text = lines.joined(separator: "\n") + "\n"
             default:
-                text = Self.resolvConf(dns: host.dns, hostResolvConf: (try? FS.readText("/etc/resolv.conf")) ?? "")
+                text = Self.resolvConf(dns: host.dns, hostResolvConf: (try? FS.readText("/etc/resolv.conf")) ?? "",
+                                       ipv6: address6 != nil)
             }
             // In place, not renamed over: once mounted, the mount holds the inode.
             try FS.writeInPlace(source, text, mode: 0o644)
@@ -718,14 +719,17 @@ public final class JailManager {
     }
 
     /// jailctl.toml's servers, else the host's own that a jail can reach (not loopback:
-    /// the host's 127.0.0.53 is not the jail's).
-    static func resolvConf(dns: [IPv4Address], hostResolvConf: String) -> String {
+    /// the host's 127.0.0.53 is not the jail's). `ipv6`: the jail has an IPv6 address, so
+    /// the host's global and unique local IPv6 servers count too (not ::1, not link-local,
+    /// which would need the host's interface).
+    static func resolvConf(dns: [IPv4Address], hostResolvConf: String, ipv6: Bool = false) -> String {
         var servers = dns.map(\.description)
         if servers.isEmpty {
             for line in hostResolvConf.split(separator: "\n") {
                 let f = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-                guard f.count >= 2, f[0] == "nameserver", let a = IPv4Address(String(f[1])), a.value >> 24 != 127 else { continue }
-                servers.append(a.description)
+                guard f.count >= 2, f[0] == "nameserver" else { continue }
+                if let a = IPv4Address(String(f[1])), a.value >> 24 != 127 { servers.append(a.description) }
+                if ipv6, let a = IPv6Address(String(f[1])), a != .loopback, !a.isLinkLocal, !a.isIPv4Mapped { servers.append(a.description) }
             }
         }
         if servers.isEmpty { return "# jailctl: no name server a jail can reach; set [network] dns in jailctl.toml\n" }
