@@ -303,6 +303,16 @@ struct TempSpecDir {
         let on = run(f)
         #expect(on.contains("ok: net.ipv6.conf.all.forwarding is 1 | "))
         #expect(on.contains { $0.hasPrefix("warning: IPv6 forwarding is on, so eth0 ignores router advertisements") })
+        // A route inside the pool6 through another interface competes with the jails'.
+        f.routes6 = Doctor.parseRoutes6("""
+            fd6a6c00000000010000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000400 00000001 00000000 00000001     eth1
+            fd6a6c00000000010000000000000002 7f 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001 jc1234000001
+            00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00000003     eth0
+            """)
+        #expect(f.routes6 == ["fd6a:6c00:0:1::/64 dev eth1", "fd6a:6c00:0:1::2/127 dev jc1234000001", "::/0 dev eth0"])
+        let overlap = run(f).filter { $0.contains("overlaps") }
+        #expect(overlap == ["problem: route fd6a:6c00:0:1::/64 via eth1 overlaps the jail pool6 fd6a:6c00:0:1::/64: jail addresses may be sent there | pick another pool6 in jailctl.toml or remove the route"])
+        f.routes6 = []
         f.ipv6Disabled = true
         #expect(run(f).contains { $0.hasPrefix("problem: IPv6 is disabled for new interfaces") })
         // Without a pool6, IPv6 is none of jailctl's business.
