@@ -276,6 +276,24 @@ struct TempSpecDir {
     }
 }
 
+@Suite struct HostPorts6Tests {
+    @Test func ipv6ListenersKeepTheirAddress() throws {
+        let tcp6 = """
+              sl  local_address rem_address st
+               0: 00000000000000000000000001000000:20FB 00000000000000000000000000000000:0000 0A 0
+               1: B80D0120000000000000000001000000:20FB 00000000000000000000000000000000:0000 0A 0
+               2: 0000000000000000FFFF00000100007F:0050 00000000000000000000000000000000:0000 0A 0
+               3: 00000000000000000000000000000000:01BB 00000000000000000000000000000000:0000 0A 0
+            """
+        #expect(HostPorts.parse(tcp: "", tcp6: tcp6, udp: "", udp6: "") == [
+            HostPorts.Bound(proto: .tcp, ip: .v6(.loopback), port: 8443),
+            HostPorts.Bound(proto: .tcp, ip: .v6(try #require(IPv6Address("2001:db8::1"))), port: 8443),
+            HostPorts.Bound(proto: .tcp, address: IPv4Address("127.0.0.1"), port: 80),
+            HostPorts.Bound(proto: .tcp, ip: nil, port: 443),
+        ])
+    }
+}
+
 @Suite struct ResolvConf6Tests {
     @Test func ipv6ServersOnlyForIPv6Jails() {
         let host = "nameserver 127.0.0.53\nnameserver ::1\nnameserver fe80::1%eth0\nnameserver 2001:db8::53\nnameserver 192.0.2.1\n"
