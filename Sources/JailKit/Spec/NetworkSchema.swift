@@ -200,7 +200,7 @@ enum NetworkSchema {
             }
             portText = String(rest.dropFirst())
             guard netText.contains(":") else { return .failure(Problem(message: "\"\(netText)\" is not an IPv6 address or network")) }
-        } else if body.contains("::") || body.contains("/") && body.filter({ $0 == ":" }).count > 1 || body.filter({ $0 == ":" }).count >= 7 {
+        } else if looksIPv6(body) {
             // An IPv6 network without brackets has no port.
             netText = body
         } else {
@@ -222,6 +222,13 @@ enum NetworkSchema {
             return .failure(Problem(message: network.isV6 ? "a protocol needs a port ([CIDR6]:PORT/PROTO)" : "a protocol needs a port (CIDR:PORT/PROTO)"))
         }
         return .success(EgressRule(network: network, port: port, proto: proto))
+    }
+
+    /// IPv6 text rather than a mistyped "A:B:C": a "::", a prefix after two colons or
+    /// more, or all eight groups.
+    static func looksIPv6(_ text: String) -> Bool {
+        let colons = text.filter { $0 == ":" }.count
+        return text.contains("::") || (text.contains("/") && colons > 1) || colons >= 7
     }
 
     /// "192.0.2.0/24", "192.0.2.1" (its /32), "2001:db8::/32", "2001:db8::1" (its /128).
