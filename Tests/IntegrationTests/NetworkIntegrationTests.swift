@@ -234,7 +234,9 @@ struct NetworkIntegrationTests {
         try requireRoot()
         let w = try makeWorld()
         defer { w.destroy() }
-        let net = manager(w, instance: "j7e57abe")
+        // JAILCTL_NET_POOL6=1: the same with IPv6 (a /127 each beside the /31).
+        let pool6 = getenv("JAILCTL_NET_POOL6") != nil ? IPv6Network("fd6a:6c00:91:4::/64") : nil
+        let net = manager(w, instance: "j7e57abe", pool6: pool6)
         defer { try? net.teardown() }
         let count = getenv("JAILCTL_NET_JAILS").flatMap { Int(String(cString: $0)) }.map { max(4, min($0, 4000)) } ?? 100
         var attach: [Double] = []
@@ -281,7 +283,7 @@ struct NetworkIntegrationTests {
             let s = xs.sorted()
             return String(Int((s[s.count / 2] * 1e6).rounded())) + " us"
         }
-        print("network timings (\(count) jails): attach median \(median(attach)), max \(median([attach.max() ?? 0])); detach median \(median(detach)), after the namespace went (left to the kernel) \(median(detachGone)), kernel done with all \(count / 2) after \(median([kernelGone])); full reload \(median([reload])); add forward element \(median([addFwd])); delete \(median([delFwd]))")
+        print("network timings (\(count) jails\(pool6 == nil ? "" : ", IPv4+IPv6")): attach median \(median(attach)), max \(median([attach.max() ?? 0])); detach median \(median(detach)), after the namespace went (left to the kernel) \(median(detachGone)), kernel done with all \(count / 2) after \(median([kernelGone])); full reload \(median([reload])); add forward element \(median([addFwd])); delete \(median([delFwd]))")
         try net.teardown()
         #expect(try net.leaks().isEmpty)
     }
