@@ -72,6 +72,13 @@ public struct Relay6: Sendable, Equatable {
         self.init(pid: pid, startTime: st)
     }
 
+    /// The recorded process still runs (not replaced, not a zombie waiting for init).
+    public var isRunning: Bool {
+        guard jl_proc_start_time(pid) == startTime, let stat = try? FS.readText("/proc/\(pid)/stat") else { return false }
+        // "PID (comm) STATE ...": the state follows the last ')'.
+        return stat.split(separator: ")").last?.split(separator: " ").first != "Z"
+    }
+
     /// SIGTERM, and waits until it is gone so that its ports are free for the next `up`;
     /// a relay already gone is fine.
     public func stop() {

@@ -432,6 +432,25 @@ public final class JailManager {
         }
     }
 
+    /// Starts the [::1] relay of every running jail that has such forwards and no live
+    /// relay (killed by hand, say); returns their names. For `network reapply` and the
+    /// daemon's reconcile. Takes no jail lock (the daemon must never wait on an `up`
+    /// that waits on it): a jail that is stopping takes a relay started here with it,
+    /// and a jail being started is skipped, its record not yet saying it runs.
+    @discardableResult
+    public func ensureRelays() throws -> [String] {
+        var started: [String] = []
+        for entry in try attachedJails() where entry.ports.contains(where: \.isIPv6Loopback) {
+            let run = root.jailRun(entry.name)
+            if let text = try? FS.readText(run + "/relay6"), let r = Relay6(record: text), r.isRunning { continue }
+            guard let record = try state.jail(entry.name), record.state == .running, isAlive(record) else { continue }
+            guard let relay = try Relay6.start(for: entry, hostNetns: network.hostNetns, jailPid: record.pid) else { continue }
+            try FS.writeAtomically(run + "/relay6", relay.record, mode: 0o600)
+            started.append(entry.name)
+        }
+        return started
+    }
+
     /// Renders the instance's table from the attached jails and applies it in one
     /// transaction; with no jail left, the table goes.
     public func applyFirewall() throws {
