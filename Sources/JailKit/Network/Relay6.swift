@@ -23,6 +23,10 @@ public struct Relay6: Sendable, Equatable {
     public static func start(for jail: NetworkJail, hostNetns: String?, jailPid: Int32) throws -> Relay6? {
         let forwards = jail.ports.filter(\.isIPv6Loopback)
         if forwards.isEmpty { return nil }
+        // jl_relay.c keeps its listeners in a fixed array (no allocation after fork).
+        guard forwards.count <= 32 else {
+            throw JailError(.invalidSpec, "jail \(jail.name): \(forwards.count) [::1] forwards; one relay serves at most 32")
+        }
         var nsfd: Int32 = -1
         if let hostNetns {
             nsfd = open(hostNetns, O_RDONLY | O_CLOEXEC)
