@@ -88,6 +88,8 @@ import Testing
                 "6:209 network.ports[9]: \"[::1]:8443/tcp\": missing the jail port (HOSTPORT:JAILPORT)",
             ])
         #expect(jail("[network]\nmode = \"private\"\naddress6 = \"none\"\n").0?.network.address6 == NetworkSpec.Address6.none)
+        let many = (18600..<18633).map { "\"[::1]:\($0):80/tcp\"" }.joined(separator: ", ")
+        #expect(jail("[network]\nmode = \"private\"\nports = [\(many)]\n").1 == ["5:9 network.ports: 33 [::1] forwards; a jail may have at most 32"])
         #expect(jail("[network]\naddress6 = \"auto\"\n").1 == ["4:1 network.address6: address6 needs an address of the jail's own, but mode is \"loopback\""])
     }
 

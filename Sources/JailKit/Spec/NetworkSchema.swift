@@ -105,6 +105,11 @@ enum NetworkSchema {
                     n.ports.append(p)
                 }
             }
+            // One relay per jail serves them (Relay6), from a fixed table of 32.
+            let relayed = n.ports.filter(\.isIPv6Loopback).count
+            if relayed > 32 {
+                context.report(path, "\(relayed) [::1] forwards; a jail may have at most 32", valid: "fewer [::1] forwards, or 127.0.0.1 ones")
+            }
         },
         SpecField("links", valid: linksValid) { value, path, n, context in
             guard let entries = context.strings(value, at: path, valid: linksValid) else { return }
