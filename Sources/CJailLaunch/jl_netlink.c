@@ -22,6 +22,9 @@
 #ifndef AF_INET
 #define AF_INET 2
 #endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
 
 struct req {
     struct nlmsghdr h;
@@ -216,6 +219,38 @@ int jl_nl_default_route(int fd, uint32_t gateway, int ifindex) {
     rt->rtm_flags = RTNH_F_ONLINK;
     uint32_t be = htonl(gateway);
     if (put(&r.h, sizeof r, RTA_GATEWAY, &be, 4) < 0 || put_u32(&r.h, sizeof r, RTA_OIF, (uint32_t)ifindex) < 0) return -ENOSPC;
+    return talk(fd, &r.h, NULL, 0);
+}
+
+int jl_nl_addr6_add(int fd, int ifindex, const uint8_t addr[16], int prefix) {
+    struct req r;
+    start(&r, RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, sizeof(struct ifaddrmsg));
+    struct ifaddrmsg *ifa = NLMSG_DATA(&r.h);
+    ifa->ifa_family = AF_INET6;
+    ifa->ifa_prefixlen = (unsigned char)prefix;
+    // No duplicate address detection: both ends of the /127 are ours, and DAD would keep
+    // the address tentative (unusable) for a second after `up` returns.
+    ifa->ifa_flags = IFA_F_NODAD;
+    ifa->ifa_scope = RT_SCOPE_UNIVERSE;
+    ifa->ifa_index = (uint32_t)ifindex;
+    if (put(&r.h, sizeof r, IFA_LOCAL, addr, 16) < 0 || put(&r.h, sizeof r, IFA_ADDRESS, addr, 16) < 0 ||
+        put_u32(&r.h, sizeof r, IFA_FLAGS, IFA_F_NODAD) < 0)
+        return -ENOSPC;
+    return talk(fd, &r.h, NULL, 0);
+}
+
+int jl_nl_default_route6(int fd, const uint8_t gateway[16], int ifindex) {
+    struct req r;
+    start(&r, RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, sizeof(struct rtmsg));
+    struct rtmsg *rt = NLMSG_DATA(&r.h);
+    rt->rtm_family = AF_INET6;
+    rt->rtm_table = RT_TABLE_MAIN;
+    rt->rtm_protocol = RTPROT_BOOT;
+    rt->rtm_scope = RT_SCOPE_UNIVERSE;
+    rt->rtm_type = RTN_UNICAST;
+    rt->rtm_flags = RTNH_F_ONLINK;
+    if (put(&r.h, sizeof r, RTA_GATEWAY, gateway, 16) < 0 || put_u32(&r.h, sizeof r, RTA_OIF, (uint32_t)ifindex) < 0)
+        return -ENOSPC;
     return talk(fd, &r.h, NULL, 0);
 }
 

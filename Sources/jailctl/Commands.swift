@@ -124,7 +124,7 @@ struct Doctor: ParsableCommand {
             let m = try global.manager()
             let cgroups: String? = (try? m.cgroupDriver())?.summary
             let facts = JailKit.Doctor.gather(nft: m.network.nft, cgroups: cgroups)
-            let found = JailKit.Doctor.findings(facts, pool: m.host.pool, ourTable: m.network.ruleset.table,
+            let found = JailKit.Doctor.findings(facts, pool: m.host.pool, pool6: m.host.pool6, ourTable: m.network.ruleset.table,
                                                 interfacePrefix: m.network.ruleset.interfacePrefix)
             problem = found.contains { $0.severity == .problem }
             if json {

@@ -194,7 +194,7 @@ struct Network: ParsableCommand {
     }
 
     struct Reapply: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Load the table again from the state (after another tool flushed it).")
+        static let configuration = CommandConfiguration(abstract: "Load the table again from the state (after another tool flushed it), and start a [::1] relay that is gone.")
         @OptionGroup var global: GlobalOptions
 
         func run() throws {
@@ -202,6 +202,7 @@ struct Network: ParsableCommand {
                 let m = try global.manager()
                 try m.applyFirewall()
                 print("table jailctl_\(m.root.instance): \(try m.attachedJails().count) jails")
+                for name in try m.ensureRelays() { print("jail \(name): [::1] relay started again") }
             }
         }
     }

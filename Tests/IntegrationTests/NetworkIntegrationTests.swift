@@ -64,6 +64,17 @@ struct NetworkIntegrationTests {
             for _ in 0..<50 where connect(suffix, "127.0.0.1", port).0 != 0 { usleep(20_000) }
         }
 
+        /// As `server`, on IPv6 only (the peer's IPv6 address in its reply).
+        func server6(_ suffix: String, port: Int) {
+            let code = "import socket\ns=socket.socket(socket.AF_INET6)\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,1)\ns.bind(('::',\(port)))\ns.listen(16)\nwhile True:\n c,a=s.accept()\n c.sendall(a[0].encode())\n c.close()\n"
+            let argv = ["/usr/bin/nsenter", "--net=\(path(suffix))", "/usr/bin/python3", "-c", code]
+            var pid: pid_t = 0
+            let cargs = argv.map { strdup($0) } + [nil]
+            defer { for p in cargs { free(p) } }
+            if posix_spawn(&pid, argv[0], nil, nil, cargs, environ) == 0 { servers.append(pid) }
+            for _ in 0..<50 where connect(suffix, "::1", port).0 != 0 { usleep(20_000) }
+        }
+
         /// Connects and returns (status, what the server said: the address it saw).
         func connect(_ suffix: String, _ address: String, _ port: Int, from source: String? = nil) -> (Int32, String) {
             let src = source.map { ", source_address=('\($0)', 0)" } ?? ""
@@ -81,18 +92,19 @@ struct NetworkIntegrationTests {
         }
     }
 
-    /// host ns with ip_forward and an uplink to a client ns (192.0.2.0/24).
+    /// host ns with ip_forward and an uplink to a client ns (192.0.2.0/24 and, with
+    /// IPv6 forwarding, fd6a:6c00:91:c::/64).
     func makeWorld() throws -> World {
         let w = try World()
         w.add("h")
         w.add("c")
-        w.sh("h", "sysctl -qw net.ipv4.ip_forward=1 && ip link add up0 type veth peer name up0c netns \(w.ns("c")) && ip addr add 192.0.2.1/24 dev up0 && ip link set up0 up")
-        w.sh("c", "ip addr add 192.0.2.2/24 dev up0c && ip link set up0c up && ip route add default via 192.0.2.1")
+        w.sh("h", "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 && ip link add up0 type veth peer name up0c netns \(w.ns("c")) && ip addr add 192.0.2.1/24 dev up0 && ip addr add fd6a:6c00:91:c::1/64 dev up0 nodad && ip link set up0 up")
+        w.sh("c", "ip addr add 192.0.2.2/24 dev up0c && ip addr add fd6a:6c00:91:c::2/64 dev up0c nodad && ip link set up0c up && ip route add default via 192.0.2.1 && ip -6 route add default via fd6a:6c00:91:c::1")
         return w
     }
 
-    func manager(_ w: World, instance: String = "j7e57abc") -> NetworkManager {
-        NetworkManager(instance: instance, store: w.store, hostNetns: w.path("h"))
+    func manager(_ w: World, instance: String = "j7e57abc", pool6: IPv6Network? = nil) -> NetworkManager {
+        NetworkManager(instance: instance, store: w.store, pool6: pool6, hostNetns: w.path("h"))
     }
 
     func privateSpec(ports: [String] = [], links: [String] = [], egress: NetworkSpec.Egress = .nat) -> NetworkSpec {
@@ -222,7 +234,9 @@ struct NetworkIntegrationTests {
         try requireRoot()
         let w = try makeWorld()
         defer { w.destroy() }
-        let net = manager(w, instance: "j7e57abe")
+        // JAILCTL_NET_POOL6=1: the same with IPv6 (a /127 each beside the /31).
+        let pool6 = getenv("JAILCTL_NET_POOL6") != nil ? IPv6Network("fd6a:6c00:91:4::/64") : nil
+        let net = manager(w, instance: "j7e57abe", pool6: pool6)
         defer { try? net.teardown() }
         let count = getenv("JAILCTL_NET_JAILS").flatMap { Int(String(cString: $0)) }.map { max(4, min($0, 4000)) } ?? 100
         var attach: [Double] = []
@@ -269,7 +283,7 @@ struct NetworkIntegrationTests {
             let s = xs.sorted()
             return String(Int((s[s.count / 2] * 1e6).rounded())) + " us"
         }
-        print("network timings (\(count) jails): attach median \(median(attach)), max \(median([attach.max() ?? 0])); detach median \(median(detach)), after the namespace went (left to the kernel) \(median(detachGone)), kernel done with all \(count / 2) after \(median([kernelGone])); full reload \(median([reload])); add forward element \(median([addFwd])); delete \(median([delFwd]))")
+        print("network timings (\(count) jails\(pool6 == nil ? "" : ", IPv4+IPv6")): attach median \(median(attach)), max \(median([attach.max() ?? 0])); detach median \(median(detach)), after the namespace went (left to the kernel) \(median(detachGone)), kernel done with all \(count / 2) after \(median([kernelGone])); full reload \(median([reload])); add forward element \(median([addFwd])); delete \(median([delFwd]))")
         try net.teardown()
         #expect(try net.leaks().isEmpty)
     }

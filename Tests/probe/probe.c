@@ -19,6 +19,7 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <netinet/in.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 static void pids(void) {
@@ -161,6 +162,25 @@ int main(int argc, char **argv) {
             char msg[64];
             unsigned char *b = (unsigned char *)&peer.sin_addr;
             int n = snprintf(msg, sizeof msg, "hello %u.%u.%u.%u\n", b[0], b[1], b[2], b[3]);
+            if (write(c, msg, (size_t)n) < 0) perror("write");
+            close(c);
+        }
+    }
+    if (argc > 2 && !strcmp(argv[1], "serve6")) {
+        // As serve, on IPv6 (and IPv4-mapped): "hello <peer address>".
+        int s = socket(AF_INET6, SOCK_STREAM, 0), one = 1;
+        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons((unsigned short)atoi(argv[2]))};
+        if (bind(s, (struct sockaddr *)&a, sizeof a) < 0 || listen(s, 8) < 0) return 2;
+        printf("serving\n");
+        for (;;) {
+            struct sockaddr_in6 peer;
+            socklen_t len = sizeof peer;
+            int c = accept(s, (struct sockaddr *)&peer, &len);
+            if (c < 0) continue;
+            char text[INET6_ADDRSTRLEN] = "?", msg[96];
+            inet_ntop(AF_INET6, &peer.sin6_addr, text, sizeof text);
+            int n = snprintf(msg, sizeof msg, "hello %s\n", text);
             if (write(c, msg, (size_t)n) < 0) perror("write");
             close(c);
         }

@@ -32,6 +32,12 @@ int jl_nl_addr_add(int fd, int ifindex, uint32_t addr, int prefix);
 // Default route (dst 0/0) via `gateway` on the link, onlink.
 int jl_nl_default_route(int fd, uint32_t gateway, int ifindex);
 
+// IPv6 addr/prefix (16 bytes, network order) on the link, usable at once (IFA_F_NODAD).
+int jl_nl_addr6_add(int fd, int ifindex, const uint8_t addr[16], int prefix);
+
+// IPv6 default route (::/0) via `gateway` (16 bytes, network order) on the link, onlink.
+int jl_nl_default_route6(int fd, const uint8_t gateway[16], int ifindex);
+
 // net.ipv4.conf.<link>.route_localnet, set through netlink (no /proc/sys write).
 int jl_nl_route_localnet(int fd, int ifindex, int on);
 

@@ -21,6 +21,15 @@ public enum Doctor {
 
     public struct HostFacts: Sendable, Equatable {
         public var ipForward: Bool?
+        /// net.ipv6.conf.all.forwarding.
+        public var ipv6Forward: Bool?
+        /// Interfaces that are up (not lo, not ours) with accept_ra = 1: they take router
+        /// advertisements only while IPv6 forwarding is off.
+        public var acceptRA: [String] = []
+        /// net.ipv6.conf.default.disable_ipv6: new interfaces (jails' veths) get no IPv6.
+        public var ipv6Disabled = false
+        /// IPv6 routes as "PREFIX/LEN dev NAME" (from /proc/net/ipv6_route).
+        public var routes6: [String] = []
         public var brNetfilter: Bool
         public var nftAvailable: Bool
         /// `nft list ruleset` text; nil when it could not be read.
@@ -42,7 +51,8 @@ public enum Doctor {
         }
     }
 
-    public static func findings(_ f: HostFacts, pool: IPv4Network, ourTable: String, interfacePrefix: String) -> [Finding] {
+    public static func findings(_ f: HostFacts, pool: IPv4Network, pool6: IPv6Network? = nil, ourTable: String,
+                                interfacePrefix: String) -> [Finding] {
         var out: [Finding] = []
         if !f.nftAvailable {
             out.append(Finding(.problem, "nft is not installed: private jails cannot get their firewall", fix: "apt-get install nftables"))
@@ -54,6 +64,7 @@ public enum Doctor {
         case true?: out.append(Finding(.ok, "net.ipv4.ip_forward is 1"))
         case nil: break
         }
+        if let pool6 { out += ipv6Findings(f, pool6: pool6, interfacePrefix: interfacePrefix) }
         if f.brNetfilter {
             out.append(Finding(.warning, "br_netfilter is loaded: bridged traffic of other tools passes through the ip hooks too",
                                fix: "jailctl uses no bridge; if nothing else needs it: modprobe -r br_netfilter"))
@@ -85,6 +96,49 @@ public enum Doctor {
         return out
     }
 
+    /// Only with a pool6: forwarding, and what turning it on does to router advertisements
+    /// (the kernel ignores them on accept_ra = 1 interfaces once forwarding is on, so a
+    /// host that gets its own IPv6 route by SLAAC loses it when it expires; Docker hosts
+    /// hit this when it switched forwarding on for them).
+    static func ipv6Findings(_ f: HostFacts, pool6: IPv6Network, interfacePrefix: String) -> [Finding] {
+        if f.ipv6Disabled {
+            return [Finding(.problem, "IPv6 is disabled for new interfaces (net.ipv6.conf.default.disable_ipv6 = 1): with a pool6, every private jail's up fails adding its IPv6 address",
+                            fix: "sysctl -w net.ipv6.conf.default.disable_ipv6=0, or remove pool6 from jailctl.toml")]
+        }
+        var out: [Finding] = []
+        for route in f.routes6 {
+            let fields = route.split(separator: " ")
+            guard let dest = fields.first, let net = IPv6Network(String(dest)), fields.count >= 3, fields[1] == "dev" else { continue }
+            let dev = String(fields[2])
+            // Our own /127s, and lo's local routes of our host-side addresses, are expected.
+            if dev.hasPrefix(interfacePrefix) || dev == "lo" { continue }
+            if net.prefix >= pool6.prefix && pool6.contains(net.base) {
+                out.append(Finding(.problem, "route \(dest) via \(dev) overlaps the jail pool6 \(pool6): jail addresses may be sent there",
+                                   fix: "pick another pool6 in jailctl.toml or remove the route"))
+            }
+        }
+        return out + forwardingFindings(f, interfacePrefix: interfacePrefix)
+    }
+
+    static func forwardingFindings(_ f: HostFacts, interfacePrefix: String) -> [Finding] {
+        let ra = f.acceptRA.filter { !$0.hasPrefix(interfacePrefix) }.sorted()
+        let raFix = ra.map { "sysctl -w net.ipv6.conf.\($0).accept_ra=2" }.joined(separator: "; ")
+        switch f.ipv6Forward {
+        case false?:
+            let first = ra.isEmpty ? "" : "first \(raFix) (those interfaces would stop taking router advertisements), then "
+            return [Finding(.warning, "net.ipv6.conf.all.forwarding is 0: jails' IPv6 egress and IPv6 forwards from other hosts do not pass (forwards from this host do)",
+                            fix: first + "sysctl -w net.ipv6.conf.all.forwarding=1, and keep \(ra.isEmpty ? "it" : "both") in /etc/sysctl.d/")]
+        case true?:
+            var out = [Finding(.ok, "net.ipv6.conf.all.forwarding is 1")]
+            if !ra.isEmpty {
+                out.append(Finding(.warning, "IPv6 forwarding is on, so \(ra.joined(separator: ", ")) ignore\(ra.count == 1 ? "s" : "") router advertisements (accept_ra = 1): a route or address learned from them expires and is not renewed",
+                                   fix: raFix + ", and in /etc/sysctl.d/"))
+            }
+            return out
+        case nil: return []
+        }
+    }
+
     /// "table inet filter / chain forward" of every base chain on the forward hook with
     /// policy drop, outside our table.
     static func foreignDropChains(_ ruleset: String, ourTable: String) -> [String] {
@@ -106,12 +160,43 @@ public enum Doctor {
     public static func gather(nft: NFT, cgroups: String?) -> HostFacts {
         var f = HostFacts(cgroups: cgroups)
         f.ipForward = (try? FS.readText("/proc/sys/net/ipv4/ip_forward")).map { $0.hasPrefix("1") }
+        f.ipv6Forward = (try? FS.readText("/proc/sys/net/ipv6/conf/all/forwarding")).map { $0.hasPrefix("1") }
+        f.ipv6Disabled = (try? FS.readText("/proc/sys/net/ipv6/conf/default/disable_ipv6"))?.hasPrefix("1") ?? !FS.exists("/proc/sys/net/ipv6")
+        // Only interfaces that are up: a down one learns nothing from advertisements anyway.
+        f.acceptRA = ((try? FS.list("/proc/sys/net/ipv6/conf")) ?? []).filter { name in
+            !["all", "default", "lo"].contains(name)
+                && (try? FS.readText("/proc/sys/net/ipv6/conf/\(name)/accept_ra"))?.hasPrefix("1") == true
+                && (try? FS.readText("/sys/class/net/\(name)/operstate"))?.hasPrefix("up") == true
+        }
         f.brNetfilter = FS.exists("/proc/sys/net/bridge/bridge-nf-call-iptables")
         f.nftAvailable = FS.exists(nft.nft)
         f.ruleset = f.nftAvailable ? try? nft.query(["list", "ruleset"]) : nil
         f.routes = routes()
+        f.routes6 = routes6()
         f.userNamespaces = ((try? FS.readText("/proc/sys/user/max_user_namespaces")).flatMap { Int($0.trimmingSuffixNewlines()) } ?? 1) > 0
         return f
+    }
+
+    /// IPv6 routes from /proc/net/ipv6_route: 32 hex digits of destination, its prefix
+    /// length in hex, ..., the device last.
+    static func routes6() -> [String] {
+        guard let text = try? FS.readText("/proc/net/ipv6_route") else { return [] }
+        return parseRoutes6(text)
+    }
+
+    static func parseRoutes6(_ text: String) -> [String] {
+        text.split(separator: "\n").compactMap { line in
+            let f = line.split(separator: " ")
+            guard f.count >= 10, f[0].count == 32, let len = Int(f[1], radix: 16) else { return nil }
+            var bytes: [UInt8] = []
+            var hex = Substring(f[0])
+            while !hex.isEmpty {
+                guard let b = UInt8(hex.prefix(2), radix: 16) else { return nil }
+                bytes.append(b)
+                hex = hex.dropFirst(2)
+            }
+            return "\(IPv6Address(bytes: bytes))/\(len) dev \(f[9])"
+        }
     }
 
     /// `ip -4 -o route show` in the same form, from /proc/net/route (no ip binary needed).

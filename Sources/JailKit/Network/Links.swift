@@ -58,6 +58,11 @@ final class NetlinkSocket {
         try check("address \(a)/\(prefix) on \(name)", jl_nl_addr_add(fd, ifindex, a.value, Int32(prefix)))
     }
 
+    func addAddress6(_ a: IPv6Address, prefix: Int, ifindex: Int32, name: String) throws {
+        let rc = a.bytes.withUnsafeBufferPointer { jl_nl_addr6_add(fd, ifindex, $0.baseAddress, Int32(prefix)) }
+        try check("address \(a)/\(prefix) on \(name)", rc)
+    }
+
     /// True when it was there.
     func deleteLink(_ name: String) throws -> Bool {
         let rc = jl_nl_link_del(fd, name)

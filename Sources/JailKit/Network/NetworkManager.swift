@@ -10,19 +10,24 @@ public struct NetworkAttachment: Sendable, Equatable, Hashable, Codable {
     public var hostInterface: String
     public var jailAddress: String
     public var hostAddress: String
+    /// The IPv6 ends of the link; nil without a pool6 (or with address6 = "none").
+    public var jailAddress6: String?
+    public var hostAddress6: String?
 
-    public init(jail: String, hostInterface: String, lease: Lease) {
+    public init(jail: String, hostInterface: String, lease: Lease, lease6: Lease6? = nil) {
         self.jail = jail
         self.hostInterface = hostInterface
         self.jailAddress = "\(lease.jailAddress)"
         self.hostAddress = "\(lease.hostAddress)"
+        self.jailAddress6 = lease6.map { "\($0.jailAddress)" }
+        self.hostAddress6 = lease6.map { "\($0.hostAddress)" }
     }
 
     /// The firewall's view of the jail, with what its spec allows.
     public func firewallEntry(_ spec: NetworkSpec) -> NetworkJail? {
         guard let a = IPv4Address(jailAddress) else { return nil }
-        return NetworkJail(name: jail, address: a, hostInterface: hostInterface, ports: spec.ports,
-                           egress: spec.egress, links: spec.links)
+        return NetworkJail(name: jail, address: a, address6: jailAddress6.flatMap(IPv6Address.init), hostInterface: hostInterface,
+                           ports: spec.ports, egress: spec.egress, links: spec.links)
     }
 }
 
@@ -35,17 +40,20 @@ public struct NetworkAttachment: Sendable, Equatable, Hashable, Codable {
 public final class NetworkManager: Sendable {
     public let instance: String
     public let ipam: IPAM
+    /// nil: no pool6 in jailctl.toml, jails are IPv4 only.
+    public let ipam6: IPAM6?
     public let ruleset: Ruleset
     /// The namespace that plays the host (tests); nil: the caller's own.
     public let hostNetns: String?
     public let nft: NFT
 
-    public init(instance: String, store: StateStore, pool: IPv4Network = IPAM.defaultPool,
+    public init(instance: String, store: StateStore, pool: IPv4Network = IPAM.defaultPool, pool6: IPv6Network? = nil,
                 uplinks: [String] = [], hostNetns: String? = nil, inProcessNFT: Bool = true)
     {
         self.instance = instance
         self.ipam = IPAM(store: store, pool: pool)
-        self.ruleset = Ruleset(instance: instance, uplinks: uplinks)
+        self.ipam6 = pool6.map { IPAM6(store: store, pool: $0) }
+        self.ruleset = Ruleset(instance: instance, uplinks: uplinks, ipv6: pool6 != nil)
         self.hostNetns = hostNetns
         self.nft = NFT(netnsPath: hostNetns, inProcess: inProcessNFT)
     }
@@ -65,18 +73,27 @@ public final class NetworkManager: Sendable {
             throw JailError(.invalidSpec, "jail \(jail): network mode is \"\(spec.mode.rawValue)\"; only \"private\" attaches")
         }
         let hadLease = try ipam.existing(jail: jail) != nil
-        let lease = try ipam.lease(jail: jail, requested: spec.address)
+        let hadLease6 = try IPAM6.existing(jail: jail, store: ipam.store) != nil
         do {
-            return try connect(jail: jail, netnsPath: netnsPath, lease: lease)
+            // One transaction for both families: a commit (an fsync) is most of a lease's cost.
+            let v6 = spec.address6 == NetworkSpec.Address6.none ? nil : ipam6
+            let (lease, lease6) = try ipam.store.db.write { db in
+                (try ipam.lease(in: db, jail: jail, requested: spec.address), try v6?.lease(in: db, jail: jail, requested: spec.address6))
+            }
+            if lease6 == nil, let p = spec.ports.first(where: { if case .v6(let h)? = $0.hostAddress { h != .loopback } else { false } }) {
+                throw JailError(.invalidSpec, "jail \(jail): the forward \(p.description) needs an IPv6 address of the jail (a pool6 in jailctl.toml, address6 not \"none\")")
+            }
+            return try connect(jail: jail, netnsPath: netnsPath, lease: lease, lease6: lease6)
         } catch {
             // A failed first `up` leaves no lease behind; the error that matters is the
             // one above, so a failing release is not reported over it.
             if !hadLease { try? ipam.release(jail: jail) }
+            if !hadLease6 { try? IPAM6.release(jail: jail, store: ipam.store) }
             throw error
         }
     }
 
-    func connect(jail: String, netnsPath: String, lease: Lease) throws -> NetworkAttachment {
+    func connect(jail: String, netnsPath: String, lease: Lease, lease6: Lease6? = nil) throws -> NetworkAttachment {
         let host = try NetlinkSocket(netnsPath: hostNetns)
         let inside = try NetlinkSocket(netnsPath: netnsPath)
         let jailNs = open(netnsPath, O_RDONLY | O_CLOEXEC)
@@ -101,13 +118,20 @@ public final class NetworkManager: Sendable {
             try inside.check("eth0 of jail \(jail) up", jl_nl_link_up(inside.fd, eth0))
             try inside.addAddress(lease.jailAddress, prefix: Lease.prefix, ifindex: eth0, name: "eth0 of jail \(jail)")
             try inside.check("default route of jail \(jail)", jl_nl_default_route(inside.fd, lease.hostAddress.value, eth0))
+            if let lease6 {
+                try host.addAddress6(lease6.hostAddress, prefix: Lease6.prefix, ifindex: hostIndex, name: name)
+                try inside.addAddress6(lease6.jailAddress, prefix: Lease6.prefix, ifindex: eth0, name: "eth0 of jail \(jail)")
+                try inside.check("IPv6 default route of jail \(jail)", lease6.hostAddress.bytes.withUnsafeBufferPointer {
+                    jl_nl_default_route6(inside.fd, $0.baseAddress, eth0)
+                })
+            }
         } catch {
             // The first error is the one worth reporting; a failing cleanup here leaves a
             // name `teardown` and `leaks` still find by its prefix.
             _ = try? host.deleteLink(name)
             throw error
         }
-        return NetworkAttachment(jail: jail, hostInterface: name, lease: lease)
+        return NetworkAttachment(jail: jail, hostInterface: name, lease: lease, lease6: lease6)
     }
 
     /// Removes the veth pair; a pair already gone is fine. The lease stays.

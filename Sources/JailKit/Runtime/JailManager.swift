@@ -68,7 +68,7 @@ public final class JailManager {
     public var images: ImageStore { ImageStore(root: root, state: state) }
 
     /// Addresses, veth pairs and the instance's nftables table.
-    public lazy var network = NetworkManager(instance: root.instance, store: state, pool: host.pool, uplinks: host.uplinks)
+    public lazy var network = NetworkManager(instance: root.instance, store: state, pool: host.pool, pool6: host.pool6, uplinks: host.uplinks)
 
     /// The host's cgroup layout, read once per process.
     public lazy var cgroups: Result<CgroupDriver, Error> = Result { try CgroupDriver.host() }
@@ -241,26 +241,33 @@ public final class JailManager {
                 // A lease the jail held before stays its own; one made by this failed
                 // `up` goes with it.
                 let hadLease = try self.network.ipam.existing(jail: name) != nil
+                let hadLease6 = try IPAM6.existing(jail: name, store: self.state) != nil
                 let a = try self.network.attach(jail: name, pid: pid, spec: spec.network)
                 undo.add("detach the network") {
                     let entry = self.attachedJail(name)
                     try self.network.detach(a)
                     if !hadLease { try self.network.ipam.release(jail: name) }
+                    if !hadLease6 { try IPAM6.release(jail: name, store: self.state) }
                     try FS.removeTree(run + "/network")
                     if let entry { try self.updateFirewall(.delete, jail: entry) } else { try self.applyFirewall() }
                     try LinkIndex(root: self.root).forget(jail: name, links: spec.network.links)
                 }
                 // Hints first: a jail's record must never exist without them (LinkIndex).
                 try LinkIndex(root: self.root).record(jail: name, links: spec.network.links)
-                try FS.writeAtomically(run + "/network", "\(a.hostInterface) \(a.jailAddress)\n", mode: 0o600)
+                let line = [a.hostInterface, a.jailAddress] + (a.jailAddress6.map { [$0] } ?? [])
+                try FS.writeAtomically(run + "/network", line.joined(separator: " ") + "\n", mode: 0o600)
                 // The policy it started with: later renders never depend on the spec files
                 // being readable then (a broken file must not widen a running jail's rules).
                 try FS.writeAtomically(run + "/firewall", FirewallPolicy.render(spec.network), mode: 0o600)
-                try self.writeGeneratedFiles(spec, address: a.jailAddress)
+                try self.writeGeneratedFiles(spec, address: a.jailAddress, address6: a.jailAddress6)
                 guard let entry = self.attachedJail(name) else {
                     throw JailError(.system, "jail \(name): its network record in \(run) did not read back; see the log above, then `jailctl up \(name)` again")
                 }
                 try self.updateFirewall(.add, jail: entry)
+                if let relay = try Relay6.start(for: entry, hostNetns: self.network.hostNetns, jailPid: pid) {
+                    undo.add("stop the [::1] relay") { relay.stop() }
+                    try FS.writeAtomically(run + "/relay6", relay.record, mode: 0o600)
+                }
             }
         })
         undo.add("stop the jail") { try self.kill(pid: child.pid, startTime: child.startTime, signal: SIGKILL) }
@@ -360,6 +367,9 @@ public final class JailManager {
         let cg = try cgroup(of: name)
         try cg.kill()
         try cg.remove()
+        // The relay ends with the jail by itself; waiting for it frees its ports for an
+        // immediate `up`.
+        if let text = try? FS.readText(root.jailRun(name) + "/relay6"), let relay = Relay6(record: text) { relay.stop() }
         if FS.exists(root.jailRun(name) + "/network") {
             // The jail's netns is gone with its last process, and its veth with it.
             let entry = attachedJail(name)
@@ -425,7 +435,7 @@ public final class JailManager {
         } catch {
             logger.warning("jail \(name): no readable firewall policy (\(error)); it gets no forwards, links or egress until restarted")
         }
-        return NetworkJail(name: name, address: address, hostInterface: f[0], ports: net.ports,
+        return NetworkJail(name: name, address: address, address6: f.count >= 3 ? IPv6Address(f[2]) : nil, hostInterface: f[0], ports: net.ports,
                            egress: net.egress, links: net.links)
     }
 
@@ -483,6 +493,25 @@ public final class JailManager {
         return Ruleset.related(to: jail, among: names.sorted().compactMap { attachedJail($0) })
     }
 
+    /// Starts the [::1] relay of every running jail that has such forwards and no live
+    /// relay (killed by hand, say); returns their names. For `network reapply` and the
+    /// daemon's reconcile. Takes no jail lock (the daemon must never wait on an `up`
+    /// that waits on it): a jail that is stopping takes a relay started here with it,
+    /// and a jail being started is skipped, its record not yet saying it runs.
+    @discardableResult
+    public func ensureRelays() throws -> [String] {
+        var started: [String] = []
+        for entry in try attachedJails() where entry.ports.contains(where: \.isIPv6Loopback) {
+            let run = root.jailRun(entry.name)
+            if let text = try? FS.readText(run + "/relay6"), let r = Relay6(record: text), r.isRunning { continue }
+            guard let record = try state.jail(entry.name), record.state == .running, isAlive(record) else { continue }
+            guard let relay = try Relay6.start(for: entry, hostNetns: network.hostNetns, jailPid: record.pid) else { continue }
+            try FS.writeAtomically(run + "/relay6", relay.record, mode: 0o600)
+            started.append(entry.name)
+        }
+        return started
+    }
+
     /// Renders the instance's table from the attached jails and applies it in one
     /// transaction; with no jail left, the table goes.
     public func applyFirewall() throws {
@@ -503,6 +532,7 @@ public final class JailManager {
         let lock = try JailLock(root: root, jail: name)
         defer { lock.release() }
         try network.ipam.release(jail: name)
+        try IPAM6.release(jail: name, store: state)
         try state.releaseIdRange(for: name)
         try state.deleteJail(name)
         try state.db.write { try $0.execute(sql: "DELETE FROM events WHERE jail = ?", arguments: [name]) }
@@ -781,19 +811,28 @@ public final class JailManager {
 
     /// `address`: the jail's own, once leased (nil: before the lease, a placeholder the
     /// mount can bind to; the real text follows before the jail runs).
-    func writeGeneratedFiles(_ spec: JailSpec, address: String?) throws {
+    func writeGeneratedFiles(_ spec: JailSpec, address: String?, address6: String? = nil) throws {
         for (source, target) in generatedFiles(spec) {
             let text: String
             switch target {
             case "/etc/hosts":
                 var lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
                 if let address { lines.append("\(address)\t\(spec.hostname)") }
+                if let address6 { lines.append("\(address6)\t\(spec.hostname)") }
                 for peer in Set(spec.network.links.map(\.jail)).sorted() {
                     if let lease = try network.ipam.existing(jail: peer) { lines.append("\(lease.jailAddress)\t\(peer)") }
+                    // Only a peer that is itself on IPv6 now: a lease of an old pool6 would
+                    // name an address nothing answers on.
+                    if address6 != nil, let lease6 = try IPAM6.existing(jail: peer, store: state),
+                       network.ipam6?.pool.contains(lease6.jailAddress) == true
+                    {
+                        lines.append("\(lease6.jailAddress)\t\(peer)")
+                    }
                 }
                 text = lines.joined(separator: "\n") + "\n"
             default:
-                text = Self.resolvConf(dns: host.dns, hostResolvConf: (try? FS.readText("/etc/resolv.conf")) ?? "")
+                text = Self.resolvConf(dns: host.dns, hostResolvConf: (try? FS.readText("/etc/resolv.conf")) ?? "",
+                                       ipv6: address6 != nil)
             }
             // In place, not renamed over: once mounted, the mount holds the inode.
             try FS.writeInPlace(source, text, mode: 0o644)
@@ -801,14 +840,17 @@ public final class JailManager {
     }
 
     /// jailctl.toml's servers, else the host's own that a jail can reach (not loopback:
-    /// the host's 127.0.0.53 is not the jail's).
-    static func resolvConf(dns: [IPv4Address], hostResolvConf: String) -> String {
+    /// the host's 127.0.0.53 is not the jail's). `ipv6`: the jail has an IPv6 address, so
+    /// the host's global and unique local IPv6 servers count too (not ::1, not link-local,
+    /// which would need the host's interface).
+    static func resolvConf(dns: [IPv4Address], hostResolvConf: String, ipv6: Bool = false) -> String {
         var servers = dns.map(\.description)
         if servers.isEmpty {
             for line in hostResolvConf.split(separator: "\n") {
                 let f = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-                guard f.count >= 2, f[0] == "nameserver", let a = IPv4Address(String(f[1])), a.value >> 24 != 127 else { continue }
-                servers.append(a.description)
+                guard f.count >= 2, f[0] == "nameserver" else { continue }
+                if let a = IPv4Address(String(f[1])), a.value >> 24 != 127 { servers.append(a.description) }
+                if ipv6, let a = IPv6Address(String(f[1])), a != .loopback, !a.isLinkLocal, !a.isIPv4Mapped { servers.append(a.description) }
             }
         }
         if servers.isEmpty { return "# jailctl: no name server a jail can reach; set [network] dns in jailctl.toml\n" }

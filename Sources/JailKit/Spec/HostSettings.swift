@@ -6,6 +6,9 @@ public struct HostSettings: Sendable, Equatable {
 
     /// Where jail addresses are leased from (/31 per jail).
     public var pool: IPv4Network = IPAM.defaultPool
+    /// Where jails' IPv6 addresses are leased from (/127 per jail); nil: jails are IPv4
+    /// only.
+    public var pool6: IPv6Network?
     /// Interfaces that NATed egress may leave by; empty: any interface but the jails' own.
     public var uplinks: [String] = []
     /// Name servers written into each jail's /etc/resolv.conf; empty: the host's own
@@ -26,12 +29,13 @@ public struct HostSettings: Sendable, Equatable {
 /// The keys of `jailctl.toml`, table-driven like the jail schema.
 enum HostSchema {
     static let poolValid = "a private IPv4 network of /8 to /30 in 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10, e.g. \"10.88.0.0/16\""
+    static let pool6Valid = "an IPv6 unique local prefix of /64 to /120 in fd00::/8, e.g. \"fd6a:6c00:0:1::/64\""
     static let uplinkValid = "an interface name or an array of them, e.g. \"eth0\" or [\"eth0\", \"wlan0\"]"
     static let dnsValid = "an array of IPv4 addresses, e.g. [\"192.0.2.53\"]"
     static let notifyValid = "a non-empty array of strings starting with an absolute path, e.g. [\"/usr/local/bin/alert\", \"--jail\"]"
 
     static let fields: [SpecField<HostSettings>] = [
-        SpecField("network", valid: "a table [network] with pool, uplink, dns") { value, path, host, context in
+        SpecField("network", valid: "a table [network] with pool, pool6, uplink, dns") { value, path, host, context in
             guard let table = context.table(value, at: path, valid: "a table [network]") else { return }
             context.decode(table, at: path, fields: networkFields, into: &host, what: "[network]")
         },
@@ -61,6 +65,35 @@ enum HostSchema {
                 return
             }
             host.pool = pool
+        },
+        SpecField("pool6", valid: pool6Valid) { value, path, host, context in
+            guard let text = context.string(value, at: path, valid: pool6Valid) else { return }
+            guard let pool = IPv6Network(text), !text.contains("%") else {
+                context.report(path, "\"\(text)\" is not an IPv6 network with its host bits zero", valid: pool6Valid)
+                return
+            }
+            // /64 at most: leases count within the low 64 bits, which a /64 fills (2^63
+            // jails); a shorter prefix would only waste the rest of it. /120: room for
+            // 127 jails, beyond which a pool is a typo rather than a plan.
+            guard (64...120).contains(pool.prefix) else {
+                let hint = pool.prefix < 64 ? "one /64 of it, e.g. \"\(IPv6Network(base: pool.base, prefix: 64))\"" : pool6Valid
+                context.report(path, "a /\(pool.prefix) pool6 is \(pool.prefix < 64 ? "more than jailctl uses" : "too small")", valid: hint)
+                return
+            }
+            let a = pool.base
+            if a.isLinkLocal || a.isMulticast || a.high == 0 {
+                context.report(path, "\(pool) is not a unicast range a jail can use (loopback, IPv4-mapped, link-local or multicast)", valid: pool6Valid)
+                return
+            }
+            // A global prefix works only if this host is routed that prefix, and jails
+            // would then be addressable from the internet: a warning, not an error,
+            // for the host that has such a routed prefix on purpose.
+            if !a.isUniqueLocal {
+                context.report(path, "\(pool) is not a unique local (fc00::/7) prefix: jails get global addresses; egress is still masqueraded", valid: pool6Valid, severity: .warning)
+            } else if a.high >> 56 == 0xFC {
+                context.report(path, "\(pool) is in fc00::/8, which has no assignment rule; ULAs come from fd00::/8", valid: pool6Valid, severity: .warning)
+            }
+            host.pool6 = pool
         },
         SpecField("uplink", valid: uplinkValid) { value, path, host, context in
             let names: [(text: String, path: TOMLKeyPath)]

@@ -14,8 +14,21 @@ extension SpecLoader {
         for name in set.jails.keys.sorted() {
             guard let jail = set.jails[name], jail.network.mode == .private, let (file, map) = maps[name] else { continue }
             var context = SpecContext(file: file, map: map, hostChecks: hostChecks)
+            let network = TOMLKeyPath.root.appending("network")
+            // IPv6 of a jail needs the host's pool6; without it the jail is IPv4 only.
+            if set.host.pool6 == nil, case .fixed(let a) = jail.network.address6 {
+                context.report(network.appending("address6"), "address6 \(a) needs a pool6 in jailctl.toml; without one jails are IPv4 only",
+                               valid: "add [network] pool6 = \"fd6a:6c00:0:1::/64\" to jailctl.toml, or remove address6")
+                bad.insert(name)
+            }
             for (i, p) in jail.network.ports.enumerated() {
-                let path = TOMLKeyPath.root.appending("network").appending("ports").appending(index: i)
+                let path = network.appending("ports").appending(index: i)
+                if case .v6(let h)? = p.hostAddress, h != .loopback, set.host.pool6 == nil || jail.network.address6 == NetworkSpec.Address6.none {
+                    context.report(path, "a forward from the IPv6 address \(h) needs the jail on IPv6: \(set.host.pool6 == nil ? "jailctl.toml has no pool6" : "its address6 is \"none\"")",
+                                   valid: set.host.pool6 == nil ? "add [network] pool6 = \"fd6a:6c00:0:1::/64\" to jailctl.toml" : "address6 = \"auto\"")
+                    bad.insert(name)
+                    continue
+                }
                 if let other = claimed.first(where: { $0.port.overlaps(p) }) {
                     context.report(path, "host port \(p.hostPort)/\(p.proto.rawValue) is already forwarded by jail \(other.jail) (network.ports[\(other.index)] of \(maps[other.jail]?.0 ?? other.jail))",
                                    valid: "another host port, or a distinct host address for each")
@@ -47,8 +60,19 @@ extension PortForward {
 enum HostPorts {
     struct Bound: Equatable {
         var proto: L4Proto
-        var address: IPv4Address?
+        /// nil: a wildcard (0.0.0.0 or ::).
+        var address: IPAddress?
         var port: UInt16
+
+        init(proto: L4Proto, ip: IPAddress?, port: UInt16) {
+            self.proto = proto
+            self.address = ip
+            self.port = port
+        }
+
+        init(proto: L4Proto, address: IPv4Address?, port: UInt16) {
+            self.init(proto: proto, ip: address.map { IPAddress.v4($0) }, port: port)
+        }
     }
 
     static func listening() -> [Bound] {
@@ -66,14 +90,16 @@ enum HostPorts {
                 guard f.count > 3, f[3] == state else { continue }
                 let local = f[1].split(separator: ":")
                 guard local.count == 2, let port = UInt16(local[1], radix: 16) else { continue }
-                var address: IPv4Address?
+                var address: IPAddress?
                 if v6 {
-                    // Only the wildcard (::) and IPv4-mapped loopback matter to IPv4 forwards.
-                    if local[0] != "00000000000000000000000000000000" { continue }
+                    guard let a = ipv6(local[0]) else { continue }
+                    if a != .unspecified {
+                        address = a.isIPv4Mapped ? .v4(IPv4Address(UInt32(truncatingIfNeeded: a.low))) : .v6(a)
+                    }
                 } else if let raw = UInt32(local[0], radix: 16), raw != 0 {
-                    address = IPv4Address(raw.byteSwapped)
+                    address = .v4(IPv4Address(raw.byteSwapped))
                 }
-                let b = Bound(proto: proto, address: address, port: port)
+                let b = Bound(proto: proto, ip: address, port: port)
                 if !out.contains(b) { out.append(b) }
             }
         }
@@ -82,5 +108,20 @@ enum HostPorts {
         scan(udp, .udp, state: "07", v6: false)
         scan(udp6, .udp, state: "07", v6: true)
         return out
+    }
+
+    /// /proc/net/*6 addresses: four 32-bit words, each printed in the host's (little
+    /// endian) byte order.
+    static func ipv6(_ hex: Substring) -> IPv6Address? {
+        guard hex.count == 32 else { return nil }
+        var bytes: [UInt8] = []
+        var rest = hex
+        while !rest.isEmpty {
+            guard let word = UInt32(rest.prefix(8), radix: 16) else { return nil }
+            let be = word.byteSwapped
+            bytes += [UInt8(be >> 24), UInt8(be >> 16 & 255), UInt8(be >> 8 & 255), UInt8(be & 255)]
+            rest = rest.dropFirst(8)
+        }
+        return IPv6Address(bytes: bytes)
     }
 }

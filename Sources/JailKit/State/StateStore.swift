@@ -123,6 +123,15 @@ public final class StateStore: Sendable {
         }
         registerTenantMigration(&m)
         registerImagePinMigration(&m)
+        m.registerMigration("v6-leases6") { db in
+            // One routed /127 per jail from the host's pool6 (IPAM6), beside its IPv4
+            // lease; text in the canonical form, unique like the IPv4 column.
+            try db.create(table: "leases6") { t in
+                t.column("jail", .text).primaryKey()
+                t.column("address", .text).notNull().unique()
+                t.column("leasedAt", .double).notNull()
+            }
+        }
         return m
     }
 

@@ -120,6 +120,11 @@ public final class Supervisor {
             watch(jail: r.name, specs: specs)
             handleExit(r.name)
         }
+        do {
+            for name in try manager.ensureRelays() { logger.warning("jail \(name): its [::1] relay was gone; started again") }
+        } catch {
+            logger.error("reconcile: [::1] relays: \(error)")
+        }
     }
 
     private func watch(jail: String, specs: SpecSet? = nil) {
