@@ -278,9 +278,14 @@ __attribute__((noreturn)) static void jail_child(const struct jl_plan *p, int go
     become(p, error_fd);
 }
 
-static pid_t clone_jail(const struct jl_plan *p, int go_fd, int error_fd) {
+// go_write: the parent's end of the go pipe, which the child must not hold: a parent that
+// gives up closes its end, and the child must then see EOF, not wait for itself.
+static pid_t clone_jail(const struct jl_plan *p, int go_fd, int error_fd, int go_write) {
     pid_t pid = (pid_t)syscall(SYS_clone, (unsigned long)p->clone_flags | SIGCHLD, 0, 0, 0, 0);
-    if (pid == 0) jail_child(p, go_fd, error_fd);
+    if (pid == 0) {
+        if (go_write >= 0) close(go_write);
+        jail_child(p, go_fd, error_fd);
+    }
     return pid;
 }
 
@@ -479,7 +484,7 @@ __attribute__((noreturn)) static void monitor(const struct jl_plan *plan, int st
     }
     // Bound before the jail starts: its mounts bind the socket on /dev/log.
     int slog = logpipe[0] >= 0 && plan->syslog_path ? open_syslog(plan->syslog_path) : -1;
-    pid_t pid = clone_jail(p, go_fd, error_fd);
+    pid_t pid = clone_jail(p, go_fd, error_fd, -1); // go_w is closed above
     if (logpipe[1] >= 0) close(logpipe[1]);
     if (p->mount_sock >= 0) close(p->mount_sock);
     int e = pid < 0 ? errno : 0;
@@ -562,7 +567,7 @@ int jl_spawn(const struct jl_plan *plan, int status_dir_fd, struct jl_child *out
     out->mount_sock = -1;
     int rc = 0;
     if (status_dir_fd < 0) {
-        pid_t pid = clone_jail(p, go[0], err[1]);
+        pid_t pid = clone_jail(p, go[0], err[1], go[1]);
         if (pid < 0) rc = -errno;
         out->pid = pid;
     } else {
@@ -617,16 +622,16 @@ int jl_spawn(const struct jl_plan *plan, int status_dir_fd, struct jl_child *out
     return 0;
 }
 
-int jl_idmapped_tree(const char *source, int userns_fd, unsigned long ms_flags, int *stage) {
+int jl_detached_tree(int source_fd, int userns_fd, unsigned long ms_flags, int *stage) {
     *stage = 0;
-    int fd = (int)syscall(SYS_open_tree, AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    int fd = (int)syscall(SYS_open_tree, source_fd, "", AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
     if (fd < 0) return -errno;
     struct mount_attr attr;
     memset(&attr, 0, sizeof attr);
-    attr.attr_set = MOUNT_ATTR_IDMAP | ((ms_flags & MS_RDONLY) ? MOUNT_ATTR_RDONLY : 0) |
+    attr.attr_set = (userns_fd >= 0 ? MOUNT_ATTR_IDMAP : 0) | ((ms_flags & MS_RDONLY) ? MOUNT_ATTR_RDONLY : 0) |
                     ((ms_flags & MS_NOSUID) ? MOUNT_ATTR_NOSUID : 0) | ((ms_flags & MS_NODEV) ? MOUNT_ATTR_NODEV : 0) |
                     ((ms_flags & MS_NOEXEC) ? MOUNT_ATTR_NOEXEC : 0);
-    attr.userns_fd = (unsigned long long)userns_fd;
+    if (userns_fd >= 0) attr.userns_fd = (unsigned long long)userns_fd;
     // The copy would otherwise stay a peer of a shared source mount (a systemd host's /):
     // mounts would propagate between the host and the jail through it.
     attr.propagation = MS_PRIVATE;
@@ -763,7 +768,12 @@ static void exec_in_child(const struct jl_plan *p, const int *ns_fds, const int 
         if (chdir("/") < 0) fail(error_fd, JL_STEP_CHDIR_ROOT, 1);
         become(p, error_fd);
     }
-    if (error_fd >= 0) close(error_fd);
+    // Nothing of the caller's stays open here (its pipe ends, a terminal's master): the
+    // command's EOF and hang-up depend on them being closed; error_fd goes too.
+    syscall(SYS_close_range, 3, ~0U, 0);
+    // A process group of its own: a ^C at the caller's terminal reaches the caller only,
+    // which passes it on once (jl_relay), not twice.
+    setpgid(0, 0);
     // Signals for the command (jailctl exec passes on ^C and friends) reach it through
     // this process, which is all the caller knows of it.
     forwarded_child = child;

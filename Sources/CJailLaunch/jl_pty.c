@@ -14,6 +14,8 @@
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <linux/magic.h>
 #include <sys/sysmacros.h>
 #include <termios.h>
 #include <unistd.h>
@@ -21,11 +23,14 @@
 int jl_pty_open(int root_fd, int *master, int *slave) {
     // Resolved inside the jail's root without symlinks: the jail cannot point this
     // open at a device of the host.
-    int m = jl_open_in_root(root_fd, "/dev/pts/ptmx", O_RDWR | O_NOCTTY, 1);
+    // Non-blocking: a FIFO or a FUSE file planted there cannot hold the open.
+    int m = jl_open_in_root(root_fd, "/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_NONBLOCK, 1);
     if (m < 0) return m;
     struct stat st;
-    // 5:2 is the multiplexer of a devpts instance; anything else is not ours to use.
-    if (fstat(m, &st) < 0 || !S_ISCHR(st.st_mode) || major(st.st_rdev) != 5 || minor(st.st_rdev) != 2) {
+    struct statfs fs;
+    // The multiplexer (5:2) of a devpts instance; anything else is not ours to use.
+    if (fstat(m, &st) < 0 || !S_ISCHR(st.st_mode) || major(st.st_rdev) != 5 || minor(st.st_rdev) != 2 ||
+        fstatfs(m, &fs) < 0 || fs.f_type != DEVPTS_SUPER_MAGIC) {
         close(m);
         return -ENOTTY;
     }
@@ -52,16 +57,18 @@ struct stream {
     char buf[16384];
     size_t len, off;
     int open;
+    int discard; // the caller's side is gone: keep draining the command, drop the bytes
 };
 
 // Moves what src has into the buffer (when it is empty) and the buffer into dst as far as
 // dst takes it; both non-blocking, so no stream waits on another. Returns 0, or -errno
-// when writing to the caller's own descriptor failed.
+// when writing to dst failed (from then on the stream drains src and drops the bytes, so
+// the command never blocks on a reader that is gone).
 static int pump(struct stream *s, short src_events, short dst_events) {
     if (s->len == 0 && (src_events & (POLLIN | POLLHUP | POLLERR))) {
         ssize_t n = read(s->src, s->buf, sizeof s->buf);
         if (n > 0) {
-            s->len = (size_t)n;
+            s->len = s->discard ? 0 : (size_t)n;
             s->off = 0;
         } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
             s->open = 0; // EOF, or EIO: the last holder of a terminal's slave closed it
@@ -73,9 +80,10 @@ static int pump(struct stream *s, short src_events, short dst_events) {
             s->off += (size_t)n;
             s->len -= (size_t)n;
         } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            int e = errno;
             s->len = 0;
-            s->open = 0;
-            return -errno;
+            s->discard = 1;
+            return -e;
         }
     }
     return 0;
@@ -86,7 +94,7 @@ static void set_nonblocking(int fd) {
     if (flags >= 0) fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
-int jl_relay(const int *src, const int *dst, size_t n, int terminal, int mid, int mid_pidfd) {
+int jl_relay(const int *src, const int *dst, size_t n, int terminal, pid_t mid, int mid_pidfd) {
     if (n > 3) return -EINVAL;
     struct stream st[3];
     for (size_t i = 0; i < n; i++) {
@@ -96,6 +104,9 @@ int jl_relay(const int *src, const int *dst, size_t n, int terminal, int mid, in
         if (i == 0 && st[i].open) set_nonblocking(dst[i]);
         if (i > 0 && st[i].open) set_nonblocking(src[i]);
     }
+    // The input pipe's write end is ours to close: at the caller's EOF (the command sees
+    // its own), or at the end.
+    int input_pipe = !terminal && n > 0 && dst[0] >= 0 ? dst[0] : -1;
     int tty_in = terminal && n > 0 && src[0] >= 0 && isatty(src[0]);
     struct termios saved;
     if (tty_in && tcgetattr(src[0], &saved) == 0) {
@@ -113,6 +124,9 @@ int jl_relay(const int *src, const int *dst, size_t n, int terminal, int mid, in
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGQUIT);
+    // A reader of our output that went away (`exec -t ... | head`) is an EPIPE to handle,
+    // not a death that leaves the caller's terminal raw.
+    sigaddset(&mask, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &mask, &old);
     int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 
@@ -135,7 +149,7 @@ int jl_relay(const int *src, const int *dst, size_t n, int terminal, int mid, in
             while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
                 if (si.ssi_signo == SIGWINCH) {
                     if (tty_in) copy_window_size(src[0], dst[0]);
-                } else {
+                } else if (si.ssi_signo != SIGPIPE) {
                     // The process that waits for the command passes it on.
                     kill(mid, (int)si.ssi_signo);
                 }
@@ -145,24 +159,31 @@ int jl_relay(const int *src, const int *dst, size_t n, int terminal, int mid, in
             int w = pump(&st[i], p[2 * i].revents, p[2 * i + 1].revents);
             if (w < 0 && i > 0 && rc == 0) rc = w;
         }
+        if (input_pipe >= 0 && !st[0].open && st[0].len == 0) {
+            close(input_pipe);
+            input_pipe = -1;
+        }
         if (p[2 * n].revents & POLLIN) {
             // The command has ended: what it wrote is buffered already; take it (a
             // background process that kept the descriptor open is not waited for).
             for (size_t i = 1; i < n; i++) {
-                if (!st[i].open) continue;
-                int flags = fcntl(st[i].dst, F_GETFL);
-                if (flags >= 0) fcntl(st[i].dst, F_SETFL, flags & ~O_NONBLOCK);
-                while (st[i].open && pump(&st[i], POLLIN, POLLOUT) == 0 && (st[i].len > 0 || st[i].open)) {
-                    if (st[i].len == 0) {
-                        struct pollfd q = {.fd = st[i].src, .events = POLLIN};
-                        if (poll(&q, 1, 0) <= 0) break;
-                    }
+                while (st[i].open) {
+                    struct pollfd q = {.fd = st[i].src, .events = POLLIN};
+                    if (st[i].len == 0 && poll(&q, 1, 0) <= 0) break;
+                    if (pump(&st[i], POLLIN, POLLOUT) < 0) break;
                 }
             }
             ended = 1;
         }
     }
-    if (sfd >= 0) close(sfd);
+    if (input_pipe >= 0) close(input_pipe);
+    if (sfd >= 0) {
+        // Signals that came after the last read (a SIGPIPE of the drain above) are taken
+        // here, before the mask that held them back is lifted.
+        struct signalfd_siginfo si;
+        while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {}
+        close(sfd);
+    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (tty_in) tcsetattr(src[0], TCSAFLUSH, &saved);
     return rc;

@@ -72,7 +72,7 @@ struct CLITests {
     /// jailctl with its stdin, stdout and stderr on `stdin` (if given) and the slave of a
     /// new host terminal (as a sysadmin's shell runs it); returns (exit code, what
     /// reached the terminal).
-    func jailctlOnTerminal(_ f: JailFixture, _ args: [String], stdin: Int32? = nil) throws -> (Int32, String) {
+    func jailctlOnTerminal(_ f: JailFixture, _ args: [String], stdin: Int32? = nil, typed: String? = nil) throws -> (Int32, String) {
         // A terminal of the host's devpts (root "/"), through the same call exec -t uses.
         let hostRoot = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         defer { close(hostRoot) }
@@ -99,8 +99,17 @@ struct CLITests {
         guard rc == 0 else { throw SystemError("posix_spawn", errno: rc) }
         // Until EIO: every holder of the host terminal closed it. A jail process that
         // kept it would hold this test here, which is the failure it looks for.
+        if let typed {
+            _ = typed.withCString { write(master, $0, strlen($0)) }
+        }
         var out = [UInt8](), buf = [UInt8](repeating: 0, count: 4096)
         while true {
+            var p = pollfd(fd: master, events: Int16(POLLIN), revents: 0)
+            if poll(&p, 1, 30_000) == 0 {
+                Issue.record("jailctl \(args) still running after 30 s of silence; killed")
+                kill(pid, SIGKILL)
+                break
+            }
             let n = read(master, &buf, buf.count)
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { break }
@@ -140,6 +149,13 @@ struct CLITests {
         (code, out) = try jailctlOnTerminal(f, ["exec", "-t", "shell", "--", "/bin/sh"], stdin: input.read)
         #expect(code == 9, "\(out)")
         #expect(out.contains("in-5"), "\(out)")
+
+        // Without -t, typed input through the pipe, and ^D at the terminal is the
+        // command's EOF.
+        (code, out) = try jailctlOnTerminal(f, ["exec", "shell", "--", "/bin/sh", "-c", "while read -r l; do echo got-$l; done; echo eof"],
+                                            typed: "one\ntwo\n\u{04}")
+        #expect(code == 0, "\(out)")
+        #expect(out.contains("got-one") && out.contains("got-two") && out.contains("eof"), "\(out)")
         (code, out) = jailctl(f, ["down", "shell"])
         #expect(code == 0, "\(out)")
     }

@@ -69,7 +69,7 @@ struct LauncherTests {
         do {
             _ = try runForeground(p)
         } catch {
-            #expect("\(error)" == "jail t: bind \(dir.path)/missing on /data (rec): No such file or directory")
+            #expect("\(error)" == "jail t: volume source \(dir.path)/missing: No such file or directory")
         }
         p = plan(root, ["report"])
         p.path = "/nope"

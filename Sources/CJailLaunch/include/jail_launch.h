@@ -20,8 +20,8 @@ enum jl_op_kind {
     JL_OP_TOUCH = 3,     // create an empty file (bind target for a device node)
     JL_OP_SYMLINK = 4,   // symlink(source, target)
     JL_OP_REMOUNT = 5,   // mount(NULL, target, NULL, MS_REMOUNT|MS_BIND|flags, NULL)
-    JL_OP_MOVE_MOUNT = 6, // move_mount of the next mount fd the parent sent (an idmapped
-                          // bind of source, made by jl_idmapped_tree) onto target
+    JL_OP_MOVE_MOUNT = 6, // move_mount of the next mount fd the parent sent (a detached
+                          // bind of source, made by jl_detached_tree) onto target
 };
 
 struct jl_op {
@@ -191,8 +191,9 @@ int jl_pty_open(int root_fd, int *master, int *slave);
 // and 2 the output (src: pipes or the master). With terminal set and src[0] a terminal,
 // it is in raw mode for the time (restored before returning) and its window size
 // follows SIGWINCH to dst[0]. SIGHUP, SIGINT, SIGQUIT and SIGTERM to the caller are
-// passed on to mid, which passes them on to the command. Returns 0, or -errno when the
-// relay itself failed (the command still runs to its end).
+// passed on to mid, which passes them on to the command. Without terminal, dst[0] (the
+// input pipe) is closed by the relay, at the caller's EOF or at the end. Returns 0, or
+// -errno when writing the output failed (the command still runs to its end).
 int jl_relay(const int *src, const int *dst, size_t n, int terminal, pid_t mid, int mid_pidfd);
 
 // What jl_exec_in runs, without waiting: returns the pid of the process that waits for
@@ -225,13 +226,14 @@ pid_t jl_spawn_tied(const char *path, char *const argv[], char *const envp[], in
 // posix_spawn_file_actions_t *. Returns 0 or an errno value.
 int jl_spawn_actions_closefrom(void *actions, int lowfd);
 
-// A detached copy of the mount tree at source (open_tree OPEN_TREE_CLONE, recursive),
-// idmapped through the user namespace userns_fd (uid_map/gid_map written) with the
-// mount flags ms_flags (MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC) set on every mount of
-// it, and private (no propagation to or from the host's mounts). The caller must be privileged over the source's filesystem (host root); the
-// filesystem must support idmapped mounts (EINVAL otherwise). Returns fd or -errno;
+// A detached copy of the mount tree at source_fd (an O_PATH descriptor; open_tree
+// OPEN_TREE_CLONE, recursive) with the mount flags ms_flags (MS_RDONLY, MS_NOSUID,
+// MS_NODEV, MS_NOEXEC) set on every mount of it, private (no propagation to or from the
+// host's mounts), and, when userns_fd >= 0, idmapped through that user namespace
+// (uid_map/gid_map written; the filesystem must support it, EINVAL otherwise). The caller
+// must be privileged over the source's filesystem (host root). Returns fd or -errno;
 // *stage says which call failed (0 open_tree, 1 mount_setattr).
-int jl_idmapped_tree(const char *source, int userns_fd, unsigned long ms_flags, int *stage);
+int jl_detached_tree(int source_fd, int userns_fd, unsigned long ms_flags, int *stage);
 
 // statfs(path).f_type (the filesystem's magic number), or -errno.
 long long jl_fs_type(const char *path);

@@ -682,6 +682,8 @@ public final class JailManager {
         var identity: IdentityFiles?
         /// Keeps gc off the image version until the jail's record names it.
         var pin: ImagePin?
+        /// Writable volume sources of every jail (VolumeSources).
+        var writableRoots: [String] = []
     }
 
     /// The image version of a jail (built when missing); `pin`: pinned for a launch, under
@@ -707,6 +709,19 @@ public final class JailManager {
     /// process ends: gc checks its pid and start time.
     func releasePin(_ pin: ImagePin) {
         do { try state.delete(pin) } catch { logger.warning("image pin of jail \(pin.jail): \(error) (harmless: gc drops it when this process ends)") }
+    }
+
+    /// The specs of every jail defined and of every template instance on record: what
+    /// may hold a writable volume.
+    func knownJails(_ set: SpecSet) -> [JailSpec] {
+        var specs = Array(set.jails.values)
+        let instances = ((try? state.jails()) ?? []).map(\.name).filter { set.jails[$0] == nil }
+        for name in instances {
+            do { specs.append(try jailSpec(name, in: set)) } catch {
+                logger.info("jail \(name): no spec to read its volumes from (\(error))")
+            }
+        }
+        return specs
     }
 
     struct VolumeCreation {
@@ -796,6 +811,7 @@ public final class JailManager {
                                 volumes: volumes, missingTargets: missing, creations: creations)
         if !spec.users.isEmpty { prepared.identity = ids }
         prepared.pin = pin
+        if !skipVolumes { prepared.writableRoots = VolumeSources.writableRoots(of: knownJails(set) + [spec]) }
         pinned = nil
         return prepared
     }
@@ -997,6 +1013,7 @@ public final class JailManager {
         var plan = LaunchPlan(jail: spec.name, root: root, path: spec.command[0], argv: spec.command,
                               environment: env.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
         plan.mounts = MountPlanner.plan(root: root, image: p.image.path, volumes: p.volumes, options: options)
+        plan.writableVolumeRoots = p.writableRoots
         plan.hostname = spec.hostname
         plan.uid = p.uid
         plan.gid = p.gid

@@ -69,6 +69,9 @@ public struct LaunchPlan: Sendable {
     public var log: LogTarget?
     /// With a user namespace: the host uid and gid that are 0 inside, and how many follow.
     public var idMap: (base: UInt32, size: UInt32)?
+    /// Writable volume sources of every jail (`VolumeSources`): below these, volume
+    /// sources resolve without symlinks.
+    public var writableVolumeRoots: [String] = []
 
     public init(jail: String, root: String, path: String, argv: [String], environment: [String]) {
         self.jail = jail

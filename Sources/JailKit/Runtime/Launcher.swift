@@ -51,7 +51,7 @@ public enum Launcher {
             do {
                 if let m = plan.idMap { try writeIDMaps(pid: child.pid, base: m.base, size: m.size) }
                 // Only now: an idmapped mount takes the user namespace's maps as they are.
-                try sendIdmappedMounts(plan, pid: child.pid, socket: child.mount_sock)
+                try sendVolumeMounts(plan, pid: child.pid, socket: child.mount_sock)
                 try outside(child.pid)
             } catch {
                 // The child is parked at sync point 1; closing go_fd makes it fail there.
@@ -113,6 +113,8 @@ public enum Launcher {
         /// The command's ends, closed once it holds them.
         var theirs: [Int32] = []
         var ours: [Int32] = []
+        /// The input pipe's write end: jl_relay closes it (the command's EOF).
+        var input: Int32 = -1
         var terminal = false
 
         init(tty: Bool, stdio: Stdio, jailRoot: Int32) throws {
@@ -134,6 +136,16 @@ public enum Launcher {
             for i in 0..<3 {
                 let fd = given[i] >= 0 ? given[i] : Int32(i)
                 guard isatty(fd) == 1 else { streams.append((-1, -1)); continue }
+                if i == 0, case let fg = tcgetpgrp(fd), fg >= 0 && fg != getpgrp() {
+                    // In the background of our controlling terminal (`jailctl exec j tail -f
+                    // x &`): reading it would stop us (SIGTTIN); the command reads nothing.
+                    let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+                    if null < 0 { closeAll(); throw SystemError("open /dev/null") }
+                    replaced[0] = null
+                    theirs.append(null)
+                    streams.append((-1, -1))
+                    continue
+                }
                 let p: (read: Int32, write: Int32)
                 do { p = try FS.pipeCloexec() } catch {
                     closeAll()
@@ -143,7 +155,7 @@ public enum Launcher {
                 streams.append(i == 0 ? (fd, p.write) : (p.read, fd))
                 replaced[i] = i == 0 ? p.read : p.write
                 theirs.append(i == 0 ? p.read : p.write)
-                ours.append(i == 0 ? p.write : p.read)
+                if i == 0 { input = p.write } else { ours.append(p.read) }
                 any = true
             }
             if !any { streams = [] }
@@ -158,10 +170,18 @@ public enum Launcher {
             theirs = []
             guard !streams.isEmpty else { return }
             let pidfd = jl_pidfd_open(mid)
-            if pidfd < 0 { return }
+            if pidfd < 0 {
+                // No relay: our ends close below, so the command sees EOF and EPIPE
+                // instead of blocking on a pipe nobody reads.
+                let note = "jailctl: exec: cannot watch the command (pidfd: \(strerrorString(-pidfd))); its input and output are cut\n"
+                _ = note.withCString { write(2, $0, strlen($0)) }
+                closeAll()
+                return
+            }
             defer { close(pidfd) }
             let src = streams.map(\.0), dst = streams.map(\.1)
             let r = jl_relay(src, dst, streams.count, terminal ? 1 : 0, mid, pidfd)
+            input = -1 // closed by jl_relay
             if r < 0 {
                 // The command goes on to its end; only its output is lost.
                 let note = "jailctl: exec: relaying the command's output: \(strerrorString(-r))\n"
@@ -174,9 +194,10 @@ public enum Launcher {
         }
 
         mutating func closeAll() {
-            for fd in theirs + ours { close(fd) }
+            for fd in theirs + ours + (input >= 0 ? [input] : []) { close(fd) }
             theirs = []
             ours = []
+            input = -1
         }
     }
 
@@ -247,32 +268,46 @@ public enum Launcher {
         }
     }
 
-    /// Idmapped volumes: detached copies of each source, idmapped through the child's user
-    /// namespace by the parent (only a process privileged over the source's filesystem,
-    /// host root, may), sent to the child, which moves them onto their targets.
-    static func sendIdmappedMounts(_ plan: LaunchPlan, pid: Int32, socket: Int32) throws {
-        let ops = plan.mounts.filter { $0.kind == .idmappedBind }
+    /// Volumes: detached copies of each source (opened through `VolumeSources`, so a
+    /// jail cannot redirect it), made by the parent and sent to the child, which moves them
+    /// onto their targets. Idmapped ones are mapped through the child's user namespace
+    /// (only a process privileged over the source's filesystem, host root, may).
+    static func sendVolumeMounts(_ plan: LaunchPlan, pid: Int32, socket: Int32) throws {
+        let ops = plan.mounts.filter { $0.kind.isDetachedBind }
         guard !ops.isEmpty else { return }
-        guard plan.idMap != nil else {
-            throw JailError(.launchFailed, "jail \(plan.jail): idmapped volumes need a user namespace (userns = true)")
+        if ops.count > Int(JL_MAX_MOUNT_FDS) {
+            throw JailError(.launchFailed, "jail \(plan.jail): \(ops.count) volumes; at most \(JL_MAX_MOUNT_FDS) (generated files such as /etc/hosts count too)")
         }
-        let nsPath = "/proc/\(pid)/ns/user"
-        let userns = open(nsPath, O_RDONLY | O_CLOEXEC)
-        if userns < 0 { throw SystemError("open \(nsPath)") }
-        defer { close(userns) }
+        var userns: Int32 = -1
+        defer { if userns >= 0 { close(userns) } }
+        if ops.contains(where: { $0.kind == .idmappedBind }) {
+            guard plan.idMap != nil else {
+                throw JailError(.launchFailed, "jail \(plan.jail): idmapped volumes need a user namespace (userns = true)")
+            }
+            let nsPath = "/proc/\(pid)/ns/user"
+            userns = open(nsPath, O_RDONLY | O_CLOEXEC)
+            if userns < 0 { throw SystemError("open \(nsPath)") }
+        }
         var fds: [Int32] = []
         defer { for fd in fds { close(fd) } }
         for op in ops {
-            let source = op.source ?? ""
+            let path = op.source ?? ""
+            let source: Int32
+            do { source = try VolumeSources.open(path, writableRoots: plan.writableVolumeRoots) } catch {
+                throw JailError(.launchFailed, "jail \(plan.jail): \(error)")
+            }
             var stage: Int32 = 0
-            let fd = jl_idmapped_tree(source, userns, op.flags, &stage)
+            let fd = jl_detached_tree(source, op.kind == .idmappedBind ? userns : -1, op.flags, &stage)
+            close(source)
             if fd < 0 {
-                throw JailError(.launchFailed, "jail \(plan.jail): volume \(source): \(idmapFailure(errno: -fd, stage: stage, source: source))")
+                let why = op.kind == .idmappedBind ? idmapFailure(errno: -fd, stage: stage, source: path)
+                                                   : "\(stage == 0 ? "open_tree" : "mount_setattr"): \(strerrorString(-fd))"
+                throw JailError(.launchFailed, "jail \(plan.jail): volume \(path): \(why)")
             }
             fds.append(fd)
         }
         let rc = jl_send_fds(socket, fds, fds.count)
-        if rc < 0 { throw JailError(.launchFailed, "jail \(plan.jail): sending the idmapped volume mounts: \(strerrorString(-rc))") }
+        if rc < 0 { throw JailError(.launchFailed, "jail \(plan.jail): sending the volume mounts: \(strerrorString(-rc))") }
     }
 
     /// Filesystems by statfs magic, for the one error a sysadmin can act on: a source
@@ -325,7 +360,7 @@ public enum Launcher {
         Int32(JL_STEP_EXEC.rawValue): "execve",
         Int32(JL_STEP_SETNS.rawValue): "setns",
         Int32(JL_STEP_FORK.rawValue): "fork",
-        Int32(JL_STEP_MOUNT_FDS.rawValue): "receiving the idmapped volume mounts",
+        Int32(JL_STEP_MOUNT_FDS.rawValue): "receiving the volume mounts",
     ]
 
     /// (step, index, errno) → "mount proc on /proc: Operation not permitted".
@@ -353,7 +388,7 @@ public enum Launcher {
         let arena = CStringArena()
         defer { arena.free() }
         var ops = plan.mounts.map { op in
-            jl_op(kind: op.kind.rawValue, source: arena.dup(op.source), target: arena.dup(op.target),
+            jl_op(kind: op.kind.cKind, source: arena.dup(op.source), target: arena.dup(op.target),
                   fstype: arena.dup(op.fstype), data: arena.dup(op.data), flags: op.flags, mode: op.mode,
                   optional: op.optional ? 1 : 0)
         }
@@ -404,7 +439,7 @@ public enum Launcher {
                                 c.syslog_path = UnsafePointer(arena.dup(plan.log?.syslogSocket))
                                 c.log_pipe_uid = (plan.idMap?.base ?? 0) &+ plan.uid
                                 c.log_pipe_gid = (plan.idMap?.base ?? 0) &+ plan.gid
-                                c.n_mount_fds = plan.mounts.filter { $0.kind == .idmappedBind }.count
+                                c.n_mount_fds = plan.mounts.filter { $0.kind.isDetachedBind }.count
                                 c.mount_sock = -1
                                 return try body(&c)
                             }

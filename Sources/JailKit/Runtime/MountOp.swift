@@ -1,14 +1,23 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CJailLaunch
 
 /// One step of a jail's filesystem set-up, as data: the C launcher runs the list in
 /// order inside the new mount namespace, before pivot_root. Paths are host paths below
 /// the new root; `description` prints them as the jail will see them.
 public struct MountOp: Equatable, Sendable {
-    /// `idmappedBind`: the parent makes a detached, idmapped copy of `source` (through
-    /// the jail's user namespace, with `flags`) and the child moves it onto `target`.
-    public enum Kind: Int32, Sendable { case mount = 1, mkdir = 2, touch = 3, symlink = 4, remount = 5, idmappedBind = 6 }
+    /// `volumeBind` and `idmappedBind`: the parent opens `source` (`VolumeSources`),
+    /// makes a detached copy of it with `flags` (idmapped through the jail's user
+    /// namespace for the latter), and the child moves that copy onto `target`.
+    public enum Kind: Int32, Sendable {
+        case mount = 1, mkdir = 2, touch = 3, symlink = 4, remount = 5, idmappedBind = 6, volumeBind = 7
+
+        /// Carried out by moving a mount the parent sent.
+        public var isDetachedBind: Bool { self == .idmappedBind || self == .volumeBind }
+        /// The C launcher's step.
+        var cKind: Int32 { isDetachedBind ? Int32(JL_OP_MOVE_MOUNT.rawValue) : rawValue }
+    }
 
     public var kind: Kind
     public var source: String?
@@ -47,6 +56,8 @@ public struct MountOp: Equatable, Sendable {
             return "mount \(fstype ?? "?") on \(t)\(o)"
         case .idmappedBind:
             return "bind \(source ?? "?") on \(t) (" + (["idmapped"] + MountOp.flagNames(flags)).joined(separator: ",") + ")"
+        case .volumeBind:
+            return "bind \(source ?? "?") on \(t) (" + MountOp.flagNames(flags).joined(separator: ",") + ")"
         case .remount: return "remount \(t)\(o)"
         case .mkdir: return "mkdir \(t) mode \(String(mode, radix: 8))"
         case .touch: return "create \(t) mode \(String(mode, radix: 8))"

@@ -150,14 +150,10 @@ public enum MountPlanner {
                                                       : MountOp(.mkdir, target: path, mode: 0o755))
                 }
             }
-            if v.idmap {
-                // One step: the flags are set on the detached copy before it is attached.
-                ops.append(MountOp(.idmappedBind, source: v.source, target: target,
-                                   flags: UInt(MS_REC) | nosuidNodev | (v.readonly ? UInt(MS_RDONLY) : 0)))
-                continue
-            }
-            ops.append(MountOp(.mount, source: v.source, target: target, flags: UInt(MS_BIND | MS_REC)))
-            ops.append(MountOp(.remount, target: target, flags: nosuidNodev | (v.readonly ? UInt(MS_RDONLY) : 0)))
+            // One step: the flags are set on the detached copy (every mount of it) before
+            // it is attached; the source is opened by the parent (VolumeSources).
+            ops.append(MountOp(v.idmap ? .idmappedBind : .volumeBind, source: v.source, target: target,
+                               flags: UInt(MS_REC) | nosuidNodev | (v.readonly ? UInt(MS_RDONLY) : 0)))
         }
         return ops
     }
