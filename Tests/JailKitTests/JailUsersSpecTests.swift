@@ -62,6 +62,10 @@ import Testing
             name = "c"
             uid = 1002
             home = "/home/c"
+            [[users]]
+            name = "d"
+            home = "/home/d:0:0::/root"
+            shell = "/bin/sh\\nevil:x:0:0::/:/bin/sh"
             """
         #expect(summaries(source) == [
             "7:8 users[0].name: \"App\" is not a valid user name",
@@ -71,6 +75,8 @@ import Testing
             "17:8 users[3].name: user \"app\" is already defined by users[2]",
             "23:1 users[4].homedir: unknown key in a user",
             "26:7 users[5].uid: uid 1002 is already taken by users[4]",
+            "30:8 users[6].home: a home may not contain \":\" or control characters",
+            "31:9 users[6].shell: a shell may not contain \":\" or control characters",
         ])
     }
 

@@ -446,7 +446,12 @@ public final class JailManager {
     /// instead when there is none yet, when the last jail leaves, or when the change does
     /// not apply (the table was changed by hand).
     func updateFirewall(_ change: Ruleset.ElementChange, jail: NetworkJail) throws {
-        guard try anotherJailAttached(than: jail.name) else { return try applyFirewall() }
+        // One change at a time per state root, from reading the attached jails to
+        // applying: an `up` of A (linking to B) computed while `down` of B applies its
+        // own change would otherwise add A's link to B's address after B took it away.
+        let lock = try firewallLock()
+        defer { lock.release() }
+        guard try anotherJailAttached(than: jail.name) else { return try applyFirewallLocked() }
         // A state root from before the index: one full scan makes it.
         let index = LinkIndex(root: root)
         if !index.isComplete { try index.rebuild(from: try attachedJails()) }
@@ -456,9 +461,13 @@ public final class JailManager {
             try network.nft.apply(text)
         } catch {
             logger.info("element change for jail \(jail.name) did not apply (\(error)); applying the whole table")
-            try applyFirewall()
+            try applyFirewallLocked()
         }
     }
+
+    /// Taken after a jail's own lock, never before it. (A name no jail can have: jail
+    /// names do not start with a dot.)
+    func firewallLock() throws -> JailLock { try JailLock(root: root, jail: ".firewall") }
 
     /// The element change that `up` (`.add`) or `down` (`.delete`) of `jail` applies
     /// (`network show --jail`). Empty: nothing.
@@ -515,6 +524,12 @@ public final class JailManager {
     /// Renders the instance's table from the attached jails and applies it in one
     /// transaction; with no jail left, the table goes.
     public func applyFirewall() throws {
+        let lock = try firewallLock()
+        defer { lock.release() }
+        try applyFirewallLocked()
+    }
+
+    func applyFirewallLocked() throws {
         let jails = try attachedJails()
         let index = LinkIndex(root: root)
         if !index.isComplete { try index.rebuild(from: jails) }

@@ -45,12 +45,22 @@ enum JailUserSchema {
             value, path, draft, context in
             let valid = userValid("home")
             guard let text = context.string(value, at: path, valid: valid) else { return }
+            // A passwd line holds it: a ":" or a line break would forge fields or users.
+            if text.contains(where: { $0 == ":" || $0.isNewline || ($0.asciiValue.map { $0 < 0x20 || $0 == 0x7f } ?? false) }) {
+                context.report(path, "a home may not contain \":\" or control characters", valid: valid)
+                return
+            }
             draft.home = context.absolutePath(text, at: path, valid: valid)
         },
         SpecField("shell", valid: "an absolute path of a program in the image, e.g. \"/bin/sh\"; default: no shell (\(JailUserSpec.noShell))") {
             value, path, draft, context in
             let valid = userValid("shell")
             guard let text = context.string(value, at: path, valid: valid) else { return }
+            // A passwd line holds it: a ":" or a line break would forge fields or users.
+            if text.contains(where: { $0 == ":" || $0.isNewline || ($0.asciiValue.map { $0 < 0x20 || $0 == 0x7f } ?? false) }) {
+                context.report(path, "a shell may not contain \":\" or control characters", valid: valid)
+                return
+            }
             draft.shell = context.absolutePath(text, at: path, valid: valid)
         },
     ]

@@ -52,8 +52,10 @@ enum FS {
     }
 
     /// Writes through a temporary file renamed into place, so readers never see half a file.
+    /// The temporary name is the writer's own: two processes writing one path at once
+    /// (two `up`s recording a link hint) each rename a whole file, and one wins.
     static func writeAtomically(_ path: String, _ text: String, mode: mode_t = 0o644) throws {
-        let tmp = path + ".tmp"
+        let tmp = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try writeFile(tmp, text, flags: O_TRUNC, mode: mode)
         try check("rename \(tmp)", rename(tmp, path))
     }
