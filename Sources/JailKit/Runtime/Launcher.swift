@@ -55,7 +55,11 @@ public enum Launcher {
                 // The child is parked at sync point 1; closing go_fd makes it fail there.
                 close(child.go_fd)
                 close(child.error_fd)
-                if statusDir == nil { reap(child.pid) }
+                if statusDir == nil {
+                    reap(child.pid)
+                    // It ran on a stack of ours (it shares our memory until execve).
+                    jl_child_free_stack(&child)
+                }
                 throw error
             }
             var err = jl_error()
