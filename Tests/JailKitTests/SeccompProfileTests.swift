@@ -136,6 +136,7 @@ import Testing
     @Test func defaultProfileGuardCoversThePlainAllows() {
         let plain = SeccompCompiler.plainAllows(.defaultProfile)
         #expect(plain.count > 250)
+        print("default profile: \(plain.count) plain allows in \(SeccompCompiler.ranges(plain).count) ranges; program \((try? SeccompCompiler.compile(.defaultProfile).count).map { $0 / 8 } ?? 0) instructions")
         // Conditional ones stay with libseccomp: clone (namespace flags), personality.
         for name in ["clone", "personality"] {
             guard case .number(let nr) = SeccompSyscalls.resolve(name) else { continue }
@@ -148,8 +149,22 @@ import Testing
         }
     }
 
+    @Test func newerCallsGetTheirActionFromTheGuard() throws {
+        let profile = SeccompProfile.defaultProfile
+        let newer = try #require(profile.newerSyscalls)
+        let guarded = SeccompCompiler.plainNewer(profile)
+        #expect(guarded.first == newer.reviewedThrough + 1 && guarded.last == newer.upTo)
+        let program = SeccompCompiler.rangeGuard(
+            SeccompCompiler.ranges(SeccompCompiler.plainAllows(profile)).map { ($0, SeccompCompiler.actionValue(.allow)) }
+                + SeccompCompiler.ranges(guarded).map { ($0, SeccompCompiler.actionValue(newer.action)) })
+        let native = (0..<4).reduce(UInt32(0)) { $0 | UInt32(program[8 + 4 + $1]) << (8 * UInt32($1)) }
+        #expect(Self.run(program, arch: native, nr: UInt32(newer.upTo)) == SeccompCompiler.actionValue(newer.action))
+        #expect(Self.run(program, arch: native, nr: UInt32(newer.upTo) + 1) == nil)
+        #expect(Self.run(program, arch: native, nr: 0) == SeccompCompiler.actionValue(.allow))
+    }
+
     @Test func tooManyRangesMeansNoGuard() {
-        let every2nd = (0..<Int32(2 * (SeccompCompiler.maxAllowRanges + 1))).filter { $0 % 2 == 0 }
+        let every2nd = (0..<Int32(2 * (SeccompCompiler.maxGuardRanges + 1))).filter { $0 % 2 == 0 }
         #expect(SeccompCompiler.allowGuard(every2nd).isEmpty)
     }
 }

@@ -11,19 +11,24 @@ public enum SeccompCompiler {
 
     public static func compile(_ profile: SeccompProfile) throws -> [UInt8] {
         let fast = plainAllows(profile)
-        let program = try withFilter(profile, leavingOut: Set(fast)) { ctx in try export(ctx, "bpf", seccomp_export_bpf) }
-        return try ioctlGuard(profile.deniedIoctls) + allowGuard(fast) + program
+        let newer = plainNewer(profile)
+        let program = try withFilter(profile, leavingOut: Set(fast), newerLeftOut: Set(newer)) { ctx in
+            try export(ctx, "bpf", seccomp_export_bpf)
+        }
+        var guarded = ranges(fast).map { ($0, actionValue(.allow)) }
+        if let action = profile.newerSyscalls?.action { guarded += ranges(newer).map { ($0, actionValue(action)) } }
+        return try ioctlGuard(profile.deniedIoctls) + rangeGuard(guarded) + program
     }
 
-    /// Most ranges the allow guard takes: its jumps are 8-bit (at most 255 forward).
-    static let maxAllowRanges = 120
+    /// Most ranges the range guard takes: its jumps are 8-bit (at most 255 forward).
+    static let maxGuardRanges = 120
 
     /// System calls whose only rules are unconditional allows, when the default is not
-    /// allow; empty when there are too many ranges of them for `allowGuard`. The kernel
+    /// allow; empty when there are too many ranges of them for `rangeGuard`. The kernel
     /// converts and JIT-compiles the whole program at every launch, in time proportional
     /// to its length: libseccomp spends one to two instructions per allowed call (the
-    /// default profile's ~390 came to ~470 instructions, a tenth of a launch), ranges of
-    /// numbers two per range.
+    /// default profile's ~390 came to ~470 instructions, a tenth of a launch), the guard
+    /// two per range of numbers.
     static func plainAllows(_ profile: SeccompProfile) -> [Int32] {
         guard profile.defaultAction != .allow else { return [] }
         var plain: [Int32: Bool] = [:]
@@ -36,7 +41,21 @@ public enum SeccompCompiler {
         // the two rules.
         if let newer = profile.newerSyscalls { for nr in plain.keys where nr > newer.reviewedThrough { plain[nr] = false } }
         let numbers = plain.filter(\.value).keys.sorted()
-        return ranges(numbers).count <= maxAllowRanges ? numbers : []
+        return ranges(numbers).count + ranges(plainNewer(profile)).count <= maxGuardRanges ? numbers : []
+    }
+
+    /// Numbers of the newer-calls range that no rule names: the guard answers them with
+    /// the range's action (one range, instead of a rule per number in libseccomp's
+    /// program); those a rule names stay with libseccomp.
+    static func plainNewer(_ profile: SeccompProfile) -> [Int32] {
+        guard let newer = profile.newerSyscalls, newer.action != profile.defaultAction, newer.reviewedThrough < newer.upTo
+        else { return [] }
+        var named: Set<Int32> = []
+        for rule in profile.rules {
+            if case .number(let nr) = SeccompSyscalls.resolve(rule.syscall) { named.insert(nr) }
+        }
+        let numbers = ((newer.reviewedThrough + 1)...newer.upTo).filter { !named.contains($0) }
+        return ranges(numbers).count <= maxGuardRanges / 2 ? numbers : []
     }
 
     static func ranges(_ sorted: [Int32]) -> [ClosedRange<UInt32>] {
@@ -51,27 +70,36 @@ public enum SeccompCompiler {
         return out
     }
 
-    /// Classic BPF that allows the native ABI's calls numbered in `numbers` and falls
-    /// through to the instruction after it for every other call (and every other ABI:
-    /// x32 numbers have bit 30 set, above every range). Ranges ascend, so a number below
-    /// a range is in none after it.
-    static func allowGuard(_ numbers: [Int32]) -> [UInt8] {
-        let ranges = ranges(numbers)
-        guard !ranges.isEmpty, ranges.count <= maxAllowRanges else { return [] }
+    /// Classic BPF that answers the native ABI's calls numbered in each range with that
+    /// range's action, and falls through to the instruction after it for every other call
+    /// (and every other ABI: x32 numbers have bit 30 set, above every range). Ranges
+    /// ascend and do not overlap, so a number below a range is in none after it.
+    static func rangeGuard(_ entries: [(ClosedRange<UInt32>, UInt32)]) -> [UInt8] {
+        let sorted = entries.sorted { $0.0.lowerBound < $1.0.lowerBound }
+        guard !sorted.isEmpty, sorted.count <= maxGuardRanges else { return [] }
         let ldW: UInt16 = 0x20, jeqK: UInt16 = 0x15, jgtK: UInt16 = 0x25, jgeK: UInt16 = 0x35, retK: UInt16 = 0x06
+        var actions: [UInt32] = []
+        for (_, a) in sorted where !actions.contains(a) { actions.append(a) }
         // 0: ld arch; 1: jeq native ? next : out; 2: ld nr; then per range at p:
-        // jgt upper ? next range (out after the last) : p+1; jge lower ? allow : out.
-        let allow = 3 + 2 * ranges.count
-        let out = allow + 1
+        // jgt upper ? next range (out after the last) : p+1; jge lower ? its ret : out;
+        // then one ret per action; out is the instruction after them.
+        let firstRet = 3 + 2 * sorted.count
+        let out = firstRet + actions.count
         func to(_ target: Int, from i: Int) -> UInt8 { UInt8(target - i - 1) }
         var insns: [(UInt16, UInt8, UInt8, UInt32)] = [(ldW, 0, 0, 4), (jeqK, 0, to(out, from: 1), seccomp_arch_native()), (ldW, 0, 0, 0)]
-        for (j, r) in ranges.enumerated() {
+        for (j, (r, action)) in sorted.enumerated() {
             let p = 3 + 2 * j
-            insns.append((jgtK, j == ranges.count - 1 ? to(out, from: p) : 1, 0, r.upperBound))
-            insns.append((jgeK, to(allow, from: p + 1), to(out, from: p + 1), r.lowerBound))
+            let ret = firstRet + (actions.firstIndex(of: action) ?? 0)
+            insns.append((jgtK, j == sorted.count - 1 ? to(out, from: p) : 1, 0, r.upperBound))
+            insns.append((jgeK, to(ret, from: p + 1), to(out, from: p + 1), r.lowerBound))
         }
-        insns.append((retK, 0, 0, actionValue(.allow)))
+        for a in actions { insns.append((retK, 0, 0, a)) }
         return encode(insns)
+    }
+
+    /// The guard for allowed numbers only (tests).
+    static func allowGuard(_ numbers: [Int32]) -> [UInt8] {
+        rangeGuard(ranges(numbers).map { ($0, actionValue(.allow)) })
     }
 
     static func encode(_ insns: [(UInt16, UInt8, UInt8, UInt32)]) -> [UInt8] {
@@ -145,8 +173,10 @@ public enum SeccompCompiler {
         }
     }
 
-    /// `leavingOut`: numbers whose rules another part of the program (allowGuard) answers.
-    static func withFilter<T>(_ profile: SeccompProfile, leavingOut: Set<Int32> = [], _ body: (scmp_filter_ctx) throws -> T) throws -> T {
+    /// `leavingOut`, `newerLeftOut`: numbers whose rules, or whose newer-calls rule, the
+    /// range guard in front of the program answers.
+    static func withFilter<T>(_ profile: SeccompProfile, leavingOut: Set<Int32> = [], newerLeftOut: Set<Int32> = [],
+                              _ body: (scmp_filter_ctx) throws -> T) throws -> T {
         guard let ctx = seccomp_init(actionValue(profile.defaultAction)) else {
             throw JailError(.system, "seccomp: seccomp_init failed (invalid default action \(profile.defaultAction)?)")
         }
@@ -177,7 +207,7 @@ public enum SeccompCompiler {
             try libseccomp("rule \(rule.action) \(rule.syscall)\(what)", rc)
         }
         if let newer = profile.newerSyscalls, newer.action != profile.defaultAction, newer.reviewedThrough < newer.upTo {
-            for nr in (newer.reviewedThrough + 1)...newer.upTo {
+            for nr in (newer.reviewedThrough + 1)...newer.upTo where !newerLeftOut.contains(nr) {
                 try libseccomp("rule \(newer.action) for system call #\(nr)", seccomp_rule_add_array(ctx, actionValue(newer.action), nr, 0, nil))
             }
         }
