@@ -104,7 +104,10 @@ case "launch":
             noSeccomp.seccompFilter = []
             var noCaps = full
             noCaps.dropCapabilities = false
-            plans += [("without /proc masks", noMasks), ("without seccomp", noSeccomp), ("without dropping capabilities", noCaps)]
+            var noDirMasks = full
+            noDirMasks.mounts = full.mounts.filter { op in !MountPlanner.maskedDirectories.contains { full.root + $0 == op.target } }
+            plans += [("without /proc masks", noMasks), ("without the /proc directory masks", noDirMasks),
+                      ("without seccomp", noSeccomp), ("without dropping capabilities", noCaps)]
         }
         let floor = args.count == 7 ? FloorServer(cfloor: args[6], image: full.root) : nil
         let medians = try measure(plans.map(\.1), floor: floor, runs: runs)
