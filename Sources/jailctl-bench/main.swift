@@ -35,7 +35,10 @@ struct FloorServer {
 
     init(cfloor: String, image: String) {
         var down: [Int32] = [0, 0], up: [Int32] = [0, 0]
+        // Close-on-exec: the floor must hold no end but its own, or it never sees EOF
+        // when the bench exits (and keeps the bench's output pipe open).
         guard pipe(&down) == 0, pipe(&up) == 0 else { fail("pipe: \(errno)") }
+        for fd in down + up { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         posix_spawn_file_actions_adddup2(&actions, down[0], 0)
@@ -52,6 +55,14 @@ struct FloorServer {
         pid = child
         toFloor = down[1]
         fromFloor = up[0]
+    }
+
+    /// Ends the floor (EOF on its input) and reaps it.
+    func stop() {
+        close(toFloor)
+        close(fromFloor)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
     }
 
     func launch() -> Double {
@@ -111,6 +122,7 @@ case "launch":
         }
         let floor = args.count == 7 ? FloorServer(cfloor: args[6], image: full.root) : nil
         let medians = try measure(plans.map(\.1), floor: floor, runs: runs)
+        floor?.stop()
         if floor != nil { print(String(format: "%.3f ", medians[0]) + "C floor with net namespace") }
         for (i, (name, _)) in plans.enumerated() { print(String(format: "%.3f ", medians[i + 1]) + name) }
     } catch {
