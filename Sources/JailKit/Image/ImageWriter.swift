@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Crypto
+import CJailLaunch
 
 /// Writes an ImagePlan into a fresh directory of the store, through directory fds that
 /// it created itself (O_EXCL, O_NOFOLLOW), so nothing planted in a source or target path
@@ -46,6 +47,7 @@ struct ImageWriter {
     }
 
     func write(_ plan: ImagePlan, store: String) throws -> Result {
+        Self.spreadTrees(store)
         let tmp = store + "/.build-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try check("mkdir \(tmp)", mkdir(tmp, 0o755))
         var dirs = DirectoryFDs(rootPath: tmp)
@@ -125,6 +127,20 @@ struct ImageWriter {
             }
             throw error
         }
+    }
+
+    /// Each build's tree (and the objects directory) is an independent hierarchy: with
+    /// the store marked as their top (ext4's FS_TOPDIR_FL), the allocator places each in
+    /// a block group of its own choosing rather than next to the store. Where the store's
+    /// group is full of inodes freed in the last half minute (a gc, a removed image), an
+    /// ext4 without journal skips each of those for every new inode; here that made a
+    /// cold build of rsync+bash half again as slow. Only a placement hint: a file system
+    /// without it (ENOTTY, EOPNOTSUPP) or a failure changes nothing but speed.
+    static func spreadTrees(_ store: String) {
+        let fd = open(store, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = jl_set_topdir(fd)
+        close(fd)
     }
 
     private func split(_ path: String) -> (String, String) {
