@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
@@ -22,6 +23,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <linux/mount.h>
 #include <sys/prctl.h>
@@ -43,6 +45,82 @@
 #define PR_CAP_AMBIENT_RAISE 2
 #define PR_CAP_AMBIENT_CLEAR_ALL 4
 #endif
+
+// --- raw system calls of the jail's child -------------------------------------------
+//
+// The jail's child shares the parent's memory until execve (CLONE_VM, see clone_jail):
+// copying the page tables of a large Swift process for a child that execs at once was
+// a third of a launch, and tearing the copy down at execve as much again. So the child
+// may write nothing but its own stack. In particular not errno, which is the calling
+// thread's (the child runs on that thread's TLS): it calls the kernel directly and gets
+// -errno back, and glibc's id wrappers, which signal the caller's threads to change
+// their ids too, are never used.
+
+static inline long rsys(long n, long a, long b, long c, long d, long e, long f) {
+#if defined(__x86_64__)
+    register long r10 __asm__("r10") = d;
+    register long r8 __asm__("r8") = e;
+    register long r9 __asm__("r9") = f;
+    long ret;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+                     : "rcx", "r11", "memory");
+    return ret;
+#elif defined(__aarch64__)
+    register long x8 __asm__("x8") = n;
+    register long x0 __asm__("x0") = a;
+    register long x1 __asm__("x1") = b;
+    register long x2 __asm__("x2") = c;
+    register long x3 __asm__("x3") = d;
+    register long x4 __asm__("x4") = e;
+    register long x5 __asm__("x5") = f;
+    __asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5) : "memory");
+    return x0;
+#else
+#error "jail_launch.c: raw system calls for this architecture are missing"
+#endif
+}
+
+#define R0(n) rsys((n), 0, 0, 0, 0, 0, 0)
+#define R1(n, a) rsys((n), (long)(a), 0, 0, 0, 0, 0)
+#define R2(n, a, b) rsys((n), (long)(a), (long)(b), 0, 0, 0, 0)
+#define R3(n, a, b, c) rsys((n), (long)(a), (long)(b), (long)(c), 0, 0, 0)
+#define R4(n, a, b, c, d) rsys((n), (long)(a), (long)(b), (long)(c), (long)(d), 0, 0)
+#define R5(n, a, b, c, d, e) rsys((n), (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), 0)
+
+// A raw call's result: negative errno values come back in (-4096, 0).
+static inline int failed(long r) { return r < 0 && r > -4096; }
+
+__attribute__((noreturn)) static void raw_exit(int code) {
+    for (;;) R1(SYS_exit_group, code);
+}
+
+static void raw_write_all(int fd, const void *buf, size_t len) {
+    const char *p = buf;
+    while (len > 0) {
+        long n = R3(SYS_write, fd, p, len);
+        if (n == -EINTR) continue;
+        if (n <= 0) return;
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+// Reports (step, index, err) to the parent and exits; err is a positive errno.
+__attribute__((noreturn)) static void fail_with(int error_fd, int step, int index, int err) {
+    struct jl_error e = {.step = step, .index = index, .err = err};
+    raw_write_all(error_fd, &e, sizeof e);
+    raw_exit(127);
+}
+
+// Calls `call` (a raw system call expression) and fails the launch at (step, index) if
+// it returned an error.
+#define CHECK(call, error_fd, step, index)                                 \
+    do {                                                                   \
+        long r_ = (call);                                                  \
+        if (failed(r_)) fail_with((error_fd), (step), (index), (int)-r_); \
+    } while (0)
 
 // --- helpers safe after fork -------------------------------------------------------
 
@@ -70,11 +148,9 @@ static ssize_t read_full(int fd, void *buf, size_t len) {
     return (ssize_t)got;
 }
 
-// errno is read first, before anything else can overwrite it.
+// For the joining process of jl_exec_in, a forked copy whose errno is its own.
 __attribute__((noreturn)) static void fail(int error_fd, int step, int index) {
-    struct jl_error e = {.step = step, .index = index, .err = errno};
-    write_all(error_fd, &e, sizeof e);
-    _exit(127);
+    fail_with(error_fd, step, index, errno);
 }
 
 static pid_t raw_fork(void) {
@@ -83,41 +159,49 @@ static pid_t raw_fork(void) {
     return (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
 }
 
-static void reset_signals(void) {
-    // Dispositions set to SIG_IGN and the blocked mask survive execve: give the jail a
-    // clean slate. Handlers cannot survive exec, so only SIG_IGN needs resetting.
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
+// The kernel's struct sigaction starts with the handler on every architecture; the rest
+// (flags, restorer where there is one, mask) fits in 32 bytes. All zero is SIG_DFL.
+struct raw_sigaction {
+    unsigned long handler;
+    unsigned long rest[3];
+};
+
+// Every signal to its default disposition: handlers (the parent's, which must never run
+// on its shared memory) and SIG_IGN (which survives execve and would leak into the jail).
+static void reset_dispositions(void) {
+    struct raw_sigaction dfl = {0, {0, 0, 0}};
     for (int sig = 1; sig < 65; sig++) {
         if (sig == SIGKILL || sig == SIGSTOP) continue;
-        struct sigaction old;
-        if (sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN) sigaction(sig, &dfl, NULL);
+        struct raw_sigaction old = {0, {0, 0, 0}};
+        if (!failed(R4(SYS_rt_sigaction, sig, 0, &old, 8)) && old.handler != 0) R4(SYS_rt_sigaction, sig, &dfl, 0, 8);
     }
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
-static int loopback_up(void) {
-    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (s < 0) return -1;
+static void unblock_signals(void) {
+    uint64_t none = 0;
+    R4(SYS_rt_sigprocmask, SIG_SETMASK, &none, 0, 8);
+}
+
+// 0 or -errno.
+static long loopback_up(void) {
+    long s = R3(SYS_socket, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (failed(s)) return s;
     struct ifreq ifr;
-    memset(&ifr, 0, sizeof ifr);
-    memcpy(ifr.ifr_name, "lo", 3);
-    int rc = ioctl(s, SIOCGIFFLAGS, &ifr);
-    if (rc == 0) {
+    __builtin_memset(&ifr, 0, sizeof ifr);
+    ifr.ifr_name[0] = 'l';
+    ifr.ifr_name[1] = 'o';
+    long rc = R3(SYS_ioctl, s, SIOCGIFFLAGS, &ifr);
+    if (!failed(rc)) {
         ifr.ifr_flags |= IFF_UP;
-        rc = ioctl(s, SIOCSIFFLAGS, &ifr);
+        rc = R3(SYS_ioctl, s, SIOCSIFFLAGS, &ifr);
     }
-    int saved = errno;
-    close(s);
-    errno = saved;
+    R1(SYS_close, s);
     return rc;
 }
 
-// The mount fds the parent sent for the plan's JL_OP_MOVE_MOUNT ops, in op order.
-static int receive_mount_fds(int sock, int *fds, size_t n) {
+// The mount fds the parent sent for the plan's JL_OP_MOVE_MOUNT ops, in op order; 0 or
+// -errno (raw: the child shares the parent's memory, errno included).
+static long receive_mount_fds(int sock, int *fds, size_t n) {
     char byte;
     struct iovec iov = {.iov_base = &byte, .iov_len = 1};
     union {
@@ -125,76 +209,77 @@ static int receive_mount_fds(int sock, int *fds, size_t n) {
         struct cmsghdr align;
     } control;
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
-    ssize_t r;
-    do r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-    while (r < 0 && errno == EINTR);
-    if (r < 0) return -1;
+    long r;
+    do r = R3(SYS_recvmsg, sock, &msg, MSG_CMSG_CLOEXEC);
+    while (r == -EINTR);
+    if (failed(r)) return r;
     struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
     if (r != 1 || !c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
         c->cmsg_len != CMSG_LEN(sizeof(int) * n) || (msg.msg_flags & MSG_CTRUNC)) {
-        errno = EPROTO;
-        return -1;
+        return -EPROTO;
     }
-    memcpy(fds, CMSG_DATA(c), sizeof(int) * n);
+    __builtin_memcpy(fds, CMSG_DATA(c), sizeof(int) * n);
     return 0;
 }
 
-static int run_op(const struct jl_op *op, const int *mount_fds, size_t *next_mount_fd) {
+// 0 or -errno.
+static long run_op(const struct jl_op *op, const int *mount_fds, size_t *next_mount_fd) {
     switch (op->kind) {
     case JL_OP_MOVE_MOUNT: {
         int fd = mount_fds[(*next_mount_fd)++];
-        int rc = (int)syscall(SYS_move_mount, fd, "", AT_FDCWD, op->target, MOVE_MOUNT_F_EMPTY_PATH);
-        int saved = errno;
-        close(fd);
-        errno = saved;
+        long rc = R5(SYS_move_mount, fd, "", AT_FDCWD, op->target, MOVE_MOUNT_F_EMPTY_PATH);
+        R1(SYS_close, fd);
         return rc;
     }
     case JL_OP_MOUNT:
-        return mount(op->source, op->target, op->fstype, op->flags, op->data);
-    case JL_OP_MKDIR:
-        if (mkdir(op->target, op->mode) == 0 || errno == EEXIST) return 0;
-        return -1;
+        return R5(SYS_mount, op->source, op->target, op->fstype, op->flags, op->data);
+    case JL_OP_MKDIR: {
+        long r = R3(SYS_mkdirat, AT_FDCWD, op->target, op->mode);
+        return r == -EEXIST ? 0 : r;
+    }
     case JL_OP_TOUCH: {
-        int fd = open(op->target, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, op->mode);
-        if (fd < 0) return -1;
-        close(fd);
+        long fd = R4(SYS_openat, AT_FDCWD, op->target, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, op->mode);
+        if (failed(fd)) return fd;
+        R1(SYS_close, fd);
         return 0;
     }
     case JL_OP_SYMLINK:
-        return symlink(op->source, op->target);
+        return R3(SYS_symlinkat, op->source, AT_FDCWD, op->target);
     case JL_OP_REMOUNT:
-        return mount(NULL, op->target, NULL, MS_REMOUNT | MS_BIND | op->flags, NULL);
+        return R5(SYS_mount, 0, op->target, 0, MS_REMOUNT | MS_BIND | op->flags, 0);
     default:
-        errno = EINVAL;
-        return -1;
+        return -EINVAL;
     }
 }
 
 // The part of the set-up shared by a new jail and by exec into a running one: the
 // process is already in the jail's namespaces and root; what is left is its identity,
-// its privileges and the program.
-__attribute__((noreturn)) static void become(const struct jl_plan *p, int error_fd) {
-    if (p->new_session && setsid() < 0) fail(error_fd, JL_STEP_SETSID, 0);
+// its privileges and the program. Raw system calls only (see above): a new jail's child
+// shares the parent's memory.
+__attribute__((noreturn)) static void become(const struct jl_plan *p, int error_fd, int dispositions_done) {
+    if (p->new_session) CHECK(R0(SYS_setsid), error_fd, JL_STEP_SETSID, 0);
     int fds[3] = {p->stdin_fd, p->stdout_fd, p->stderr_fd};
     for (int i = 0; i < 3; i++) {
         if (fds[i] < 0) continue;
         if (fds[i] == i) {
-            if (fcntl(i, F_SETFD, 0) < 0) fail(error_fd, JL_STEP_STDIO, i);
-        } else if (dup2(fds[i], i) < 0) {
-            fail(error_fd, JL_STEP_STDIO, i);
+            CHECK(R3(SYS_fcntl, i, F_SETFD, 0), error_fd, JL_STEP_STDIO, i);
+        } else {
+            CHECK(R3(SYS_dup3, fds[i], i, 0), error_fd, JL_STEP_STDIO, i);
         }
     }
     // exec -t: the jail's own terminal becomes the controlling one of the new session.
-    if (p->controlling_tty && ioctl(0, TIOCSCTTY, 0) < 0) fail(error_fd, JL_STEP_STDIO, 3);
+    if (p->controlling_tty) CHECK(R3(SYS_ioctl, 0, TIOCSCTTY, 0), error_fd, JL_STEP_STDIO, 3);
     for (size_t i = 0; i < p->n_rlimits; i++) {
         struct rlimit rl = {.rlim_cur = p->rlimits[i].soft, .rlim_max = p->rlimits[i].hard};
-        if (setrlimit(p->rlimits[i].resource, &rl) < 0) fail(error_fd, JL_STEP_RLIMIT, (int)i);
+        CHECK(R4(SYS_prlimit64, 0, p->rlimits[i].resource, &rl, 0), error_fd, JL_STEP_RLIMIT, (int)i);
     }
     if (p->drop_caps) {
         for (int cap = 0; cap <= 63; cap++) {
             if (p->keep_caps & (1ULL << cap)) continue;
-            // EINVAL: the kernel does not know this capability number, nothing to drop.
-            if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) fail(error_fd, JL_STEP_CAPS, cap);
+            long r = R2(SYS_prctl, PR_CAPBSET_DROP, cap);
+            // EINVAL: the kernel knows no capability of this number, nor any above it.
+            if (r == -EINVAL) break;
+            if (failed(r)) fail_with(error_fd, JL_STEP_CAPS, cap, (int)-r);
         }
         // uid 0 inside gains nothing from exec (NOROOT, locked): capabilities come only
         // from the explicit sets below. The setuid fixup stays on, and locked on, so that a
@@ -202,91 +287,152 @@ __attribute__((noreturn)) static void become(const struct jl_plan *p, int error_
         // with its uid, as it expects; KEEP_CAPS carries the kept set across our own
         // setresuid below and is cleared by the kernel at execve.
         int bits = SECBIT_KEEP_CAPS | SECBIT_NOROOT | SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_NOROOT_LOCKED;
-        if (prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) < 0) fail(error_fd, JL_STEP_CAPS, 100);
+        CHECK(R2(SYS_prctl, PR_SET_SECUREBITS, bits), error_fd, JL_STEP_CAPS, 100);
     }
-    // Raw system calls, not glibc's wrappers: those apply the change to every thread glibc
-    // knows of, and after a fork of a multi-threaded process it still knows the parent's
-    // threads; one of them exiting at the moment of the fork leaves the wrapper waiting
-    // for it forever (seen: a jail child hung in __nptl_setxid under a parallel test run).
-    if (syscall(SYS_setgroups, p->n_groups, p->groups) < 0) fail(error_fd, JL_STEP_SETGROUPS, 0);
-    if (syscall(SYS_setresgid, p->gid, p->gid, p->gid) < 0) fail(error_fd, JL_STEP_SETGID, 0);
-    if (syscall(SYS_setresuid, p->uid, p->uid, p->uid) < 0) fail(error_fd, JL_STEP_SETUID, 0);
+    CHECK(R2(SYS_setgroups, p->n_groups, p->groups), error_fd, JL_STEP_SETGROUPS, 0);
+    CHECK(R3(SYS_setresgid, p->gid, p->gid, p->gid), error_fd, JL_STEP_SETGID, 0);
+    CHECK(R3(SYS_setresuid, p->uid, p->uid, p->uid), error_fd, JL_STEP_SETUID, 0);
     // After the id change, which clears a parent-death signal set before it.
-    if (p->die_with_parent && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail(error_fd, JL_STEP_SETUID, 1);
+    if (p->die_with_parent) CHECK(R2(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL), error_fd, JL_STEP_SETUID, 1);
     if (p->drop_caps) {
         struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
         struct __user_cap_data_struct data[2];
-        memset(data, 0, sizeof data);
+        __builtin_memset(data, 0, sizeof data);
         data[0].effective = data[0].permitted = data[0].inheritable = (uint32_t)(p->keep_caps & 0xffffffffu);
         data[1].effective = data[1].permitted = data[1].inheritable = (uint32_t)(p->keep_caps >> 32);
-        if (syscall(SYS_capset, &hdr, data) < 0) fail(error_fd, JL_STEP_CAPS, 101);
-        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0) fail(error_fd, JL_STEP_CAPS, 102);
+        CHECK(R2(SYS_capset, &hdr, data), error_fd, JL_STEP_CAPS, 101);
+        CHECK(R2(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL), error_fd, JL_STEP_CAPS, 102);
         for (int cap = 0; cap <= 63; cap++) {
             if (!(p->keep_caps & (1ULL << cap))) continue;
-            if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0) fail(error_fd, JL_STEP_CAPS, cap);
+            CHECK(R3(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap), error_fd, JL_STEP_CAPS, cap);
         }
     }
-    if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(error_fd, JL_STEP_NO_NEW_PRIVS, 0);
-    if (p->workdir && chdir(p->workdir) < 0) fail(error_fd, JL_STEP_WORKDIR, 0);
+    if (p->no_new_privs) CHECK(R2(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1), error_fd, JL_STEP_NO_NEW_PRIVS, 0);
+    if (p->workdir) CHECK(R1(SYS_chdir, p->workdir), error_fd, JL_STEP_WORKDIR, 0);
     // Every descriptor above 2 is closed at exec; error_fd stays usable until then.
-    if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) fail(error_fd, JL_STEP_CLOSE_FDS, 0);
-    reset_signals();
+    CHECK(R3(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC), error_fd, JL_STEP_CLOSE_FDS, 0);
+    // Dispositions set to SIG_IGN and the blocked mask survive execve: give the jail a
+    // clean slate (a new jail's child did the dispositions first thing).
+    if (!dispositions_done) reset_dispositions();
+    unblock_signals();
     if (p->seccomp_len > 0) {
         struct sock_fprog prog = {.len = (unsigned short)p->seccomp_len, .filter = (struct sock_filter *)p->seccomp_filter};
-        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0) fail(error_fd, JL_STEP_SECCOMP, 0);
+        CHECK(R3(SYS_prctl, PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), error_fd, JL_STEP_SECCOMP, 0);
     }
-    execve(p->path, p->argv, p->envp);
-    fail(error_fd, JL_STEP_EXEC, 0);
+    long r = R3(SYS_execve, p->path, p->argv, p->envp);
+    fail_with(error_fd, JL_STEP_EXEC, 0, (int)-r);
 }
 
+// What clone_jail hands its child, at the top of the child's own stack.
+struct jail_args {
+    // The plan itself, not a pointer to the caller's: jl_spawn passes a copy on its own
+    // stack frame, which is gone when it returns while the child may still read it.
+    struct jl_plan plan_copy;
+    const struct jl_plan *plan;
+    int go_fd;
+    int error_fd;
+    int go_write;
+};
+
 // The new jail: namespaces are fresh (clone flags); build the root and become the service.
-__attribute__((noreturn)) static void jail_child(const struct jl_plan *p, int go_fd, int error_fd) {
+__attribute__((noreturn)) static int jail_child(void *arg) {
+    struct jail_args *a = arg;
+    const struct jl_plan *p = a->plan;
+    int error_fd = a->error_fd;
+    // All signals are blocked since clone (see clone_jail); no handler of the parent may
+    // ever run here.
+    reset_dispositions();
+    if (a->go_write >= 0) R1(SYS_close, a->go_write);
     char go;
-    if (read_full(go_fd, &go, 1) != 1) fail(error_fd, JL_STEP_WAIT_PARENT, 0);
-    close(go_fd);
+    long n;
+    do n = R3(SYS_read, a->go_fd, &go, 1);
+    while (n == -EINTR);
+    if (n != 1) fail_with(error_fd, JL_STEP_WAIT_PARENT, 0, failed(n) ? (int)-n : EPIPE);
+    R1(SYS_close, a->go_fd);
     // In a new user namespace the parent has written our id maps by now; become root of
     // it, so files we create (tmpfs /dev, mount points) belong to a mapped id.
-    if ((p->clone_flags & CLONE_NEWUSER) && (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0))
-        fail(error_fd, JL_STEP_SETUID, 1);
+    if (p->clone_flags & CLONE_NEWUSER) {
+        CHECK(R3(SYS_setresgid, 0, 0, 0), error_fd, JL_STEP_SETUID, 1);
+        CHECK(R3(SYS_setresuid, 0, 0, 0), error_fd, JL_STEP_SETUID, 1);
+    }
     // After the parent moved us into the jail's cgroup, so that it becomes our root.
-    if (p->unshare_cgroup && unshare(CLONE_NEWCGROUP) < 0) fail(error_fd, JL_STEP_UNSHARE_CGROUP, 0);
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail(error_fd, JL_STEP_PROPAGATION, 0);
+    if (p->unshare_cgroup) CHECK(R1(SYS_unshare, CLONE_NEWCGROUP), error_fd, JL_STEP_UNSHARE_CGROUP, 0);
+    CHECK(R5(SYS_mount, 0, "/", 0, MS_REC | MS_PRIVATE, 0), error_fd, JL_STEP_PROPAGATION, 0);
     // Sent before the go byte, so they are queued already.
     int mount_fds[JL_MAX_MOUNT_FDS];
     size_t next_mount_fd = 0;
     if (p->n_mount_fds > 0) {
-        if (p->n_mount_fds > JL_MAX_MOUNT_FDS || receive_mount_fds(p->mount_sock, mount_fds, p->n_mount_fds) < 0)
-            fail(error_fd, JL_STEP_MOUNT_FDS, 0);
-        close(p->mount_sock);
+        if (p->n_mount_fds > JL_MAX_MOUNT_FDS) fail_with(error_fd, JL_STEP_MOUNT_FDS, 0, EINVAL);
+        CHECK(receive_mount_fds(p->mount_sock, mount_fds, p->n_mount_fds), error_fd, JL_STEP_MOUNT_FDS, 0);
+        R1(SYS_close, p->mount_sock);
     }
     for (size_t i = 0; i < p->n_ops; i++) {
-        if (p->ops[i].kind == JL_OP_MOVE_MOUNT && next_mount_fd >= p->n_mount_fds) {
-            errno = EBADF;
-            fail(error_fd, JL_STEP_OP, (int)i);
-        }
-        if (run_op(&p->ops[i], mount_fds, &next_mount_fd) < 0 && !(p->ops[i].optional && errno == ENOENT))
-            fail(error_fd, JL_STEP_OP, (int)i);
+        if (p->ops[i].kind == JL_OP_MOVE_MOUNT && next_mount_fd >= p->n_mount_fds)
+            fail_with(error_fd, JL_STEP_OP, (int)i, EBADF);
+        long r = run_op(&p->ops[i], mount_fds, &next_mount_fd);
+        if (failed(r) && !(p->ops[i].optional && r == -ENOENT)) fail_with(error_fd, JL_STEP_OP, (int)i, (int)-r);
     }
     // pivot_root(".", ".") stacks the old root under the new one, so no put_old
     // directory is needed in a read-only image; the old root is then detached.
-    if (chdir(p->root) < 0) fail(error_fd, JL_STEP_CHDIR_ROOT, 0);
-    if (syscall(SYS_pivot_root, ".", ".") < 0) fail(error_fd, JL_STEP_PIVOT_ROOT, 0);
-    if (umount2(".", MNT_DETACH) < 0) fail(error_fd, JL_STEP_UMOUNT_OLD, 0);
-    if (chdir("/") < 0) fail(error_fd, JL_STEP_CHDIR_ROOT, 1);
-    if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0) fail(error_fd, JL_STEP_HOSTNAME, 0);
-    if (p->loopback_up && loopback_up() < 0) fail(error_fd, JL_STEP_LOOPBACK, 0);
-    become(p, error_fd);
+    CHECK(R1(SYS_chdir, p->root), error_fd, JL_STEP_CHDIR_ROOT, 0);
+    CHECK(R2(SYS_pivot_root, ".", "."), error_fd, JL_STEP_PIVOT_ROOT, 0);
+    CHECK(R2(SYS_umount2, ".", MNT_DETACH), error_fd, JL_STEP_UMOUNT_OLD, 0);
+    CHECK(R1(SYS_chdir, "/"), error_fd, JL_STEP_CHDIR_ROOT, 1);
+    if (p->hostname) {
+        size_t len = 0;
+        while (p->hostname[len]) len++;
+        CHECK(R2(SYS_sethostname, p->hostname, len), error_fd, JL_STEP_HOSTNAME, 0);
+    }
+    if (p->loopback_up) CHECK(loopback_up(), error_fd, JL_STEP_LOOPBACK, 0);
+    become(p, error_fd, 1);
 }
 
-// go_write: the parent's end of the go pipe, which the child must not hold: a parent that
-// gives up closes its end, and the child must then see EOF, not wait for itself.
-static pid_t clone_jail(const struct jl_plan *p, int go_fd, int error_fd, int go_write) {
-    pid_t pid = (pid_t)syscall(SYS_clone, (unsigned long)p->clone_flags | SIGCHLD, 0, 0, 0, 0);
-    if (pid == 0) {
-        if (go_write >= 0) close(go_write);
-        jail_child(p, go_fd, error_fd);
+// Stack of a jail's child until execve: its frames are small (no recursion, a few
+// structs), and the lowest page stays unmapped as a guard.
+#define JL_STACK_SIZE (256 * 1024)
+
+// Starts the jail's child sharing this process's memory (CLONE_VM, no page tables
+// copied; see the raw system calls above) on a stack of its own, which *stack receives:
+// it may be unmapped only once the child has reached execve or is gone. All signals
+// stay blocked in the child from its first instruction until just before execve.
+// go_write: the parent's end of the go pipe, which the child must not hold (-1: none): a
+// parent that gives up closes its end, and the child must then see EOF, not wait for itself.
+static pid_t clone_jail(const struct jl_plan *p, int go_fd, int error_fd, int go_write, void **stack) {
+    *stack = NULL;
+    char *s = mmap(NULL, JL_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (s == MAP_FAILED) return -1;
+    if (mprotect(s, 4096, PROT_NONE) < 0) {
+        int e = errno;
+        munmap(s, JL_STACK_SIZE);
+        errno = e;
+        return -1;
     }
+    // The arguments live on the child's stack, not in this frame, which is gone once
+    // clone_jail returns while the child may still be reading them.
+    struct jail_args *a = (struct jail_args *)(s + JL_STACK_SIZE - ((sizeof *a + 63) & ~(size_t)63));
+    a->plan_copy = *p;
+    a->plan = &a->plan_copy;
+    a->go_fd = go_fd;
+    a->error_fd = error_fd;
+    a->go_write = go_write;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t pid = clone(jail_child, a, p->clone_flags | CLONE_VM | SIGCHLD, a);
+    int e = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        munmap(s, JL_STACK_SIZE);
+        errno = e;
+        return -1;
+    }
+    *stack = s;
     return pid;
+}
+
+void jl_child_free_stack(struct jl_child *c) {
+    if (c->stack) munmap(c->stack, JL_STACK_SIZE);
+    c->stack = NULL;
 }
 
 // --- the monitor: waits for the jail and leaves its wait status in a file -------------
@@ -484,7 +630,9 @@ __attribute__((noreturn)) static void monitor(const struct jl_plan *plan, int st
     }
     // Bound before the jail starts: its mounts bind the socket on /dev/log.
     int slog = logpipe[0] >= 0 && plan->syslog_path ? open_syslog(plan->syslog_path) : -1;
-    pid_t pid = clone_jail(p, go_fd, error_fd, -1); // go_w is closed above
+    // The stack stays mapped for the monitor's lifetime: the monitor only waits.
+    void *stack;
+    pid_t pid = clone_jail(p, go_fd, error_fd, -1, &stack);
     if (logpipe[1] >= 0) close(logpipe[1]);
     if (p->mount_sock >= 0) close(p->mount_sock);
     int e = pid < 0 ? errno : 0;
@@ -564,10 +712,11 @@ int jl_spawn(const struct jl_plan *plan, int status_dir_fd, struct jl_child *out
     }
     out->monitor = 0;
     out->pid = -1;
+    out->stack = NULL;
     out->mount_sock = -1;
     int rc = 0;
     if (status_dir_fd < 0) {
-        pid_t pid = clone_jail(p, go[0], err[1], go[1]);
+        pid_t pid = clone_jail(p, go[0], err[1], go[1], &out->stack);
         if (pid < 0) rc = -errno;
         out->pid = pid;
     } else {
@@ -685,9 +834,20 @@ int jl_release(struct jl_child *c, struct jl_error *err) {
     }
     ssize_t n = read_full(c->error_fd, err, sizeof *err);
     int e = errno;
+    if (n == (ssize_t)sizeof *err) {
+        // The child exits right after its report: its end closes once it is gone, and
+        // only then is its stack free to go.
+        char rest[64];
+        ssize_t m;
+        do m = read(c->error_fd, rest, sizeof rest);
+        while (m > 0 || (m < 0 && errno == EINTR));
+        if (m < 0) c->stack = NULL;  // state unknown: the stack stays mapped
+    }
     close(c->error_fd);
     c->error_fd = -1;
     if (n < 0) return -e;
+    // EOF: execve closed the child's end after leaving our memory (or the child is gone).
+    jl_child_free_stack(c);
     return n == (ssize_t)sizeof *err ? 1 : 0;
 }
 
@@ -766,7 +926,7 @@ static void exec_in_child(const struct jl_plan *p, const int *ns_fds, const int 
     if (child < 0) fail(error_fd, JL_STEP_FORK, 0);
     if (child == 0) {
         if (chdir("/") < 0) fail(error_fd, JL_STEP_CHDIR_ROOT, 1);
-        become(p, error_fd);
+        become(p, error_fd, 0);
     }
     // Nothing of the caller's stays open here (its pipe ends, a terminal's master): the
     // command's EOF and hang-up depend on them being closed; error_fd goes too.

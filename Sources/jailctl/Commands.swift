@@ -37,7 +37,7 @@ struct Build: ParsableCommand {
     var check = false
     @Flag(help: "With --check: record an image-stale event for each stale image (the apt hook's way).")
     var record = false
-    @Flag(help: "Rebuild even if the image is up to date.")
+    @Flag(help: "Rebuild even if the image is up to date, reading every source again.")
     var force = false
     @Argument(help: "Image names (default: all).")
     var images: [String] = []
@@ -46,7 +46,8 @@ struct Build: ParsableCommand {
         var stale = false
         try guarded {
             let m = try global.manager()
-            let set = try m.loadSpecs()
+            // No jail starts here: the host's listening ports do not matter.
+            let set = try m.loadSpecs(portWarnings: false)
             let names = images.isEmpty ? set.images.keys.sorted() : images
             for name in names {
                 guard let spec = set.images[name] else { throw JailError(.notFound, "no image named \(name)") }
@@ -80,7 +81,8 @@ struct Build: ParsableCommand {
                     print("\(name): up to date")
                     continue
                 }
-                let r = try m.build(name, set: set)
+                // --force reads every source again; otherwise unchanged ones are relinked.
+                let r = try m.build(name, set: set, reuse: !force)
                 print("\(name): \(r.record.files) files, \(r.record.bytes) bytes, \(String(format: "%.1f", r.seconds * 1000)) ms -> \(r.record.hash.prefix(12))")
             }
         }

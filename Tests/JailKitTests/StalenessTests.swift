@@ -50,4 +50,29 @@ import Testing
         #expect(ELFTestSupport.run("touch \(confd)/20-new.ini").status == 0)
         #expect(Staleness.check(manifest: manifest).map(\.change) == [.modified])
     }
+
+    /// A rebuild links a source whose fingerprint (device, inode, size, mtime, mode) did
+    /// not move to its stored object without reading it; one whose fingerprint moved is
+    /// read again. Shown with a content change hidden behind a restored mtime (which
+    /// only the source's owner can do): the reused object keeps the old content.
+    @Test func rebuildReadsOnlyMovedFingerprints() throws {
+        guard let dir = ELFTestSupport.makeTempDirectory() else { throw JailError(.system, "no temp dir") }
+        defer { ELFTestSupport.removeTree(dir) }
+        let a = dir + "/a.conf", b = dir + "/b.conf"
+        #expect(ELFTestSupport.run("echo one > \(a) && echo two > \(b) && touch -d '2001-01-01' \(a)").status == 0)
+        try FS.mkdirs(dir + "/store")
+        let plan = try ImageBuilder.host().plan(ImageSpec(name: "t", file: a, files: [a, b]))
+        let first = try ImageWriter().write(plan, store: dir + "/store")
+        // a: same size and mtime, other content; b: new content and mtime.
+        #expect(ELFTestSupport.run("echo ONE > \(a) && touch -d '2001-01-01' \(a) && echo three > \(b)").status == 0)
+        var writer = ImageWriter()
+        writer.known = ImageWriter.knownSources(manifest: first.manifest)
+        #expect(writer.known[a] != nil && writer.known[b] != nil)
+        let second = try writer.write(plan, store: dir + "/store")
+        #expect(try FS.readText(second.path + a) == "one\n")
+        #expect(try FS.readText(second.path + b) == "three\n")
+        // Without the record every file is read.
+        let third = try ImageWriter().write(plan, store: dir + "/store")
+        #expect(try FS.readText(third.path + a) == "ONE\n")
+    }
 }

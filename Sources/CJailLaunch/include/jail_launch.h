@@ -153,6 +153,8 @@ struct jl_child {
     int go_fd;         // write one byte to let the child go on; -1 once used
     int error_fd;      // read jl_error records; EOF means execve succeeded
     int mount_sock;    // send the plan's mount fds here (jl_send_fds); -1 when none
+    void *stack;       // the child's stack (it shares our memory until execve); NULL
+                       // when detached (the monitor's) or already unmapped
 };
 
 // Starts the child stopped at sync point 1 (waiting for the parent). When status_dir_fd
@@ -162,8 +164,13 @@ struct jl_child {
 int jl_spawn(const struct jl_plan *plan, int status_dir_fd, struct jl_child *out);
 
 // Lets the child go on (sync point 1), then reads its report. Returns 0 when the child
-// reached execve, 1 when it failed (err filled in), -errno on a local failure.
+// reached execve, 1 when it failed (err filled in), -errno on a local failure. Unmaps
+// the child's stack once the child has left this process's memory.
 int jl_release(struct jl_child *child, struct jl_error *err);
+
+// Unmaps the stack of a child that never got released: call it only once the child is
+// reaped (a live child may still run on it).
+void jl_child_free_stack(struct jl_child *child);
 
 // Joins the namespaces of a running jail (fds opened by the caller, in order) and runs
 // argv there with the plan's ids, caps, rlimits, seccomp and workdir; root_fd is the

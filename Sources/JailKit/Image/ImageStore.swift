@@ -21,8 +21,11 @@ public struct ImageStore {
     }
 
     /// Builds the image of `spec` for jails running as `users`; a build that fails
-    /// leaves nothing in the store.
-    public func build(_ spec: ImageSpec, users: [String], groups: [String], builder: ImageBuilder) throws -> BuildReport {
+    /// leaves nothing in the store. `reuse`: sources unchanged since the image's current
+    /// version (same fingerprint) are linked to their stored objects, not read again;
+    /// false reads and hashes every file (`build --force`).
+    public func build(_ spec: ImageSpec, users: [String], groups: [String], builder: ImageBuilder,
+                      reuse: Bool = true) throws -> BuildReport {
         let t0 = monotonic()
         let plan = try builder.plan(spec, users: users, groups: groups)
         let existed = try state.image(spec.name)
@@ -30,7 +33,13 @@ public struct ImageStore {
         // its objects; planning above needs no lock, and `up` launches without it.
         let lock = try StoreLock(store: root.store, .shared)
         defer { lock.release() }
-        let result = try ImageWriter().write(plan, store: root.store)
+        var writer = ImageWriter()
+        // The image's current version tells what its sources were when it was built; an
+        // unreadable manifest only means every file is read again.
+        if reuse, let existed, let text = try? FS.readText(root.store + "/" + existed.hash + ".manifest") {
+            writer.known = ImageWriter.knownSources(manifest: text)
+        }
+        let result = try writer.write(plan, store: root.store)
         let record = ImageRecord(name: spec.name, hash: result.hash, builtAt: wallClock(), files: result.files,
                                  bytes: result.bytes, specFile: spec.file)
         try state.save(record)

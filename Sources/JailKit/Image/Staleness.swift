@@ -87,41 +87,128 @@ public struct ChangedSource: Sendable, Equatable, CustomStringConvertible {
 
 /// Compares a manifest with the host. The fast path is one lstat per recorded file; only
 /// files whose fingerprint moved are hashed, and a file with the same content is not a
-/// change (a touch, a reinstall of the same version).
+/// change (a touch, a reinstall of the same version). Lines are read as bytes and the
+/// recorded fingerprint compared as numbers: a no-op check of a php image (1,500 lines)
+/// stays a few milliseconds, not the 15 that splitting Strings into Characters took.
 public enum Staleness {
     public static func check(manifest: String, parameters: [String: String]? = nil) -> [ChangedSource] {
         var changed: [ChangedSource] = []
-        for line in manifest.split(separator: "\n") {
-            let f = line.split(separator: "\t", omittingEmptySubsequences: false)
-            switch f.first.map(String.init) ?? "" {
-            case "f" where f.count >= 7:
-                // f path mode size sha256 source dev:ino:mtime
-                let source = String(f[5])
-                if let c = compare(source, size: f[3], digest: f[4], origin: f[6]) {
-                    changed.append(ChangedSource(source: source, imagePath: String(f[1]), change: c))
-                }
-            case "i" where f.count >= 5:
-                // i path size sha256 dev:ino:mtime
-                let source = String(f[1])
-                if let c = compare(source, size: f[2], digest: f[3], origin: f[4]) {
-                    changed.append(ChangedSource(source: source, imagePath: nil, change: c))
-                }
-            case "p" where f.count >= 3:
-                if let parameters, parameters[String(f[1])] ?? "" != String(f[2]) {
-                    changed.append(ChangedSource(source: String(f[1]), imagePath: nil, change: .parameter))
-                }
-            default:
-                continue
+        var text = manifest
+        text.withUTF8 { bytes in
+            var start = 0
+            while start < bytes.count {
+                var end = start
+                while end < bytes.count && bytes[end] != 10 { end += 1 }
+                if let c = checkLine(ManifestLine(bytes, start, end), parameters: parameters) { changed.append(c) }
+                start = end + 1
             }
         }
         return changed
     }
 
-    static func compare(_ path: String, size: Substring, digest: Substring, origin: Substring) -> ChangedSource.Change? {
-        guard let now = SourceFingerprint(path: path) else { return digest == "-" ? nil : .missing }
-        if now.origin == origin && String(now.size) == size { return nil }
+    static func checkLine(_ line: ManifestLine, parameters: [String: String]?) -> ChangedSource? {
+        guard let kind = line.byte(0, 0) else { return nil }
+        switch kind {
+        case UInt8(ascii: "f") where line.count >= 7:
+            // f path mode size sha256 source dev:ino:mtime
+            let source = line.string(5)
+            guard let c = compare(source, line: line, size: 3, digest: 4, origin: 6) else { return nil }
+            return ChangedSource(source: source, imagePath: line.string(1), change: c)
+        case UInt8(ascii: "i") where line.count >= 5:
+            // i path size sha256 dev:ino:mtime
+            let source = line.string(1)
+            guard let c = compare(source, line: line, size: 2, digest: 3, origin: 4) else { return nil }
+            return ChangedSource(source: source, imagePath: nil, change: c)
+        case UInt8(ascii: "p") where line.count >= 3:
+            guard let parameters, parameters[line.string(1)] ?? "" != line.string(2) else { return nil }
+            return ChangedSource(source: line.string(1), imagePath: nil, change: .parameter)
+        default:
+            return nil
+        }
+    }
+
+    static func compare(_ path: String, line: ManifestLine, size: Int, digest: Int, origin: Int) -> ChangedSource.Change? {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return line.string(digest) == "-" ? nil : .missing }
+        if line.number(size) == Int64(st.st_size), line.origin(origin) == Origin(st) { return nil }
+        let now = SourceFingerprint(st)
         guard let d = try? now.digest(of: path) else { return .missing }
-        return d == digest ? nil : .modified
+        return d == line.string(digest) ? nil : .modified
+    }
+
+    /// "dev:ino:sec.nsec" as numbers.
+    struct Origin: Equatable {
+        var device: UInt64
+        var inode: UInt64
+        var seconds: Int64
+        var nanoseconds: Int64
+
+        init(device: UInt64, inode: UInt64, seconds: Int64, nanoseconds: Int64) {
+            self.device = device
+            self.inode = inode
+            self.seconds = seconds
+            self.nanoseconds = nanoseconds
+        }
+
+        init(_ st: stat) {
+            self.init(device: UInt64(st.st_dev), inode: UInt64(st.st_ino), seconds: Int64(st.st_mtim.tv_sec),
+                      nanoseconds: Int64(st.st_mtim.tv_nsec))
+        }
+    }
+
+    /// One manifest line: tab-separated fields as byte ranges of the manifest.
+    struct ManifestLine {
+        let bytes: UnsafeBufferPointer<UInt8>
+        private(set) var fields: [Range<Int>] = []
+
+        init(_ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) {
+            self.bytes = bytes
+            var from = start
+            for i in start..<end where bytes[i] == 9 {
+                fields.append(from..<i)
+                from = i + 1
+            }
+            fields.append(from..<end)
+        }
+
+        var count: Int { fields.count }
+
+        func byte(_ field: Int, _ offset: Int) -> UInt8? {
+            guard field < fields.count, fields[field].count > offset else { return nil }
+            return bytes[fields[field].lowerBound + offset]
+        }
+
+        func string(_ field: Int) -> String {
+            String(decoding: UnsafeBufferPointer(rebasing: bytes[fields[field]]), as: UTF8.self)
+        }
+
+        /// A decimal number; nil for "-" or anything else.
+        func number(_ field: Int) -> Int64? { Self.decimal(bytes, fields[field]) }
+
+        func origin(_ field: Int) -> Origin? {
+            let r = fields[field]
+            var parts: [Range<Int>] = []
+            var from = r.lowerBound
+            for i in r where bytes[i] == UInt8(ascii: ":") || bytes[i] == UInt8(ascii: ".") {
+                parts.append(from..<i)
+                from = i + 1
+            }
+            parts.append(from..<r.upperBound)
+            guard parts.count == 4, let dev = Self.decimal(bytes, parts[0]), let ino = Self.decimal(bytes, parts[1]),
+                  let sec = Self.decimal(bytes, parts[2]), let nsec = Self.decimal(bytes, parts[3]) else { return nil }
+            return Origin(device: UInt64(bitPattern: dev), inode: UInt64(bitPattern: ino), seconds: sec, nanoseconds: nsec)
+        }
+
+        static func decimal(_ bytes: UnsafeBufferPointer<UInt8>, _ r: Range<Int>) -> Int64? {
+            guard !r.isEmpty, r.count <= 19 else { return nil }
+            var v: Int64 = 0
+            for i in r {
+                let d = bytes[i] &- UInt8(ascii: "0")
+                guard d < 10 else { return nil }
+                v = v * 10 + Int64(d)
+            }
+            return v
+        }
     }
 }
 

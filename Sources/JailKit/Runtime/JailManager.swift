@@ -90,8 +90,8 @@ public final class JailManager {
     /// `lenient` (the daemon's own work: restarts, health checks): the files without
     /// errors, the errors logged; one broken file must not stop every other jail's
     /// restarts. What a sysadmin runs stays strict.
-    public func loadSpecs(lenient: Bool = false) throws -> SpecSet {
-        let (set, diagnostics) = SpecLoader.load(directory: specsDirectory)
+    public func loadSpecs(lenient: Bool = false, portWarnings: Bool = true) throws -> SpecSet {
+        let (set, diagnostics) = SpecLoader.load(directory: specsDirectory, portWarnings: portWarnings)
         let errors = diagnostics.filter { $0.severity == .error }
         for w in diagnostics where w.severity != .error { logger.warning("\(w.description)") }
         if !errors.isEmpty {
@@ -135,13 +135,15 @@ public final class JailManager {
         return (users.sorted(), groups.sorted())
     }
 
-    public func build(_ imageName: String, set: SpecSet? = nil, builder: ImageBuilder? = nil) throws -> ImageStore.BuildReport {
+    public func build(_ imageName: String, set: SpecSet? = nil, builder: ImageBuilder? = nil,
+                      reuse: Bool = true) throws -> ImageStore.BuildReport {
         let set = try set ?? loadSpecs()
         guard let spec = set.images[imageName] else {
             throw JailError(.notFound, "no image named \(imageName) in \(specsDirectory)/Images")
         }
         let ids = Self.identities(of: imageName, in: set)
-        let report = try images.build(spec, users: ids.users, groups: ids.groups, builder: builder ?? ImageBuilder.host())
+        let report = try images.build(spec, users: ids.users, groups: ids.groups, builder: builder ?? ImageBuilder.host(),
+                                      reuse: reuse)
         try state.record(event: "build", jail: "image:\(imageName)", detail: "\(report.record.hash) \(report.record.files) files")
         return report
     }

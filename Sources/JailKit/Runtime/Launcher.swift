@@ -58,7 +58,11 @@ public enum Launcher {
                 close(child.go_fd)
                 close(child.error_fd)
                 if child.mount_sock >= 0 { close(child.mount_sock) }
-                if statusDir == nil { reap(child.pid) }
+                if statusDir == nil {
+                    reap(child.pid)
+                    // It ran on a stack of ours (it shares our memory until execve).
+                    jl_child_free_stack(&child)
+                }
                 throw error
             }
             var err = jl_error()

@@ -90,9 +90,11 @@ public enum MountPlanner {
         for f in maskedFiles {
             ops.append(MountOp(.mount, source: "/dev/null", target: root + f, flags: UInt(MS_BIND), optional: true))
         }
-        for d in maskedDirectories {
-            ops.append(MountOp(.mount, source: "tmpfs", target: root + d, fstype: "tmpfs",
-                               flags: noexecAll | UInt(MS_RDONLY), optional: true))
+        if options.devTemplate == nil {
+            for d in maskedDirectories {
+                ops.append(MountOp(.mount, source: "tmpfs", target: root + d, fstype: "tmpfs",
+                                   flags: noexecAll | UInt(MS_RDONLY), optional: true))
+            }
         }
         if options.sys {
             ops.append(MountOp(.mount, source: "sysfs", target: root + "/sys", fstype: "sysfs",
@@ -103,6 +105,13 @@ public enum MountPlanner {
             // inside one could hold none); read-only, and nodev stays off for them.
             ops.append(MountOp(.mount, source: template, target: root + "/dev", flags: UInt(MS_BIND)))
             ops.append(MountOp(.remount, target: root + "/dev", flags: UInt(MS_RDONLY | MS_NOSUID | MS_NOEXEC)))
+            // Masked /proc directories: binds of the template's empty pts directory, taken
+            // before devpts covers it. A bind keeps the read-only, nosuid and noexec of the
+            // /dev mount it comes from, and costs no tmpfs superblock made and torn down
+            // per mask and launch.
+            for d in maskedDirectories {
+                ops.append(MountOp(.mount, source: root + "/dev/pts", target: root + d, flags: UInt(MS_BIND), optional: true))
+            }
             ops.append(MountOp(.mount, source: "devpts", target: root + "/dev/pts", fstype: "devpts",
                                flags: UInt(MS_NOSUID | MS_NOEXEC), data: "newinstance,ptmxmode=0666,mode=620"))
             ops.append(MountOp(.mount, source: "tmpfs", target: root + "/dev/shm", fstype: "tmpfs",

@@ -6,10 +6,11 @@ import Glibc
 /// would pick one silently), and a port a host process listens on would be shadowed by
 /// the forward (a warning: the sysadmin may mean it).
 extension SpecLoader {
-    static func checkPorts(set: inout SpecSet, maps: [String: (String, TOMLSourceMap)], hostChecks: Bool) -> [SpecDiagnostic] {
+    static func checkPorts(set: inout SpecSet, maps: [String: (String, TOMLSourceMap)], hostChecks: Bool,
+                           listening scan: Bool) -> [SpecDiagnostic] {
         var out: [SpecDiagnostic] = []
         var claimed: [(port: PortForward, jail: String, index: Int)] = []
-        let listening = hostChecks ? HostPorts.listening() : []
+        let listening = scan ? HostPorts.listening() : []
         var bad: Set<String> = []
         for name in set.jails.keys.sorted() {
             guard let jail = set.jails[name], jail.network.mode == .private, let (file, map) = maps[name] else { continue }

@@ -45,6 +45,9 @@ public struct StateRoot: Sendable {
                   st.st_mode & 0o7777 == 0o666, stat("/dev/" + dev, &host) == 0, st.st_rdev == host.st_rdev else { return nil }
         }
         guard lstat(devTemplate + "/log", &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        // The source of the masked /proc directories (see MountPlanner): a missing one
+        // would make those optional binds skip.
+        guard lstat(devTemplate + "/pts", &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { return nil }
         return devTemplate
     }
 
