@@ -46,6 +46,31 @@ struct VolumeSourceTests {
         #expect(throws: JailError.self) { _ = try VolumeSources.open(dir.path + "/w/sub", writableRoots: roots) }
     }
 
+    /// Idmapped sources give the jail's root the host root's files: no other host user
+    /// may have had a hand in any directory on the way.
+    @Test func idmappedSourcesMustBeRootsAllTheWay() throws {
+        try requireRoot()
+        let dir = try TempDir("volsrc-idmap")
+        defer { dir.remove() }
+        try FS.mkdirs(dir.path + "/home/user/data")
+        var fd = try VolumeSources.open(dir.path + "/home/user/data", writableRoots: [], rootOwned: true)
+        close(fd)
+        #expect(chown(dir.path + "/home/user", 1000, 1000) == 0)
+        #expect {
+            _ = try VolumeSources.open(dir.path + "/home/user/data", writableRoots: [], rootOwned: true)
+        } throws: { error in
+            "\(error)".contains("\(dir.path)/home/user is owned by uid 1000")
+        }
+        // Not idmapped: the sysadmin's layout is theirs to choose.
+        fd = try VolumeSources.open(dir.path + "/home/user/data", writableRoots: [])
+        close(fd)
+        #expect(chown(dir.path + "/home/user", 0, 0) == 0 && chmod(dir.path + "/home", 0o777) == 0)
+        #expect(throws: JailError.self) { _ = try VolumeSources.open(dir.path + "/home/user/data", writableRoots: [], rootOwned: true) }
+        #expect(chmod(dir.path + "/home", 0o1777) == 0)
+        fd = try VolumeSources.open(dir.path + "/home/user/data", writableRoots: [], rootOwned: true)
+        close(fd)
+    }
+
     @Test func aJailCannotRedirectAnotherJailsVolumeOntoTheHost() throws {
         let f = try JailFixture("volsrc-jails")
         defer { f.cleanUp() }

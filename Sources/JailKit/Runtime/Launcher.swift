@@ -297,7 +297,7 @@ public enum Launcher {
         for op in ops {
             let path = op.source ?? ""
             let source: Int32
-            do { source = try VolumeSources.open(path, writableRoots: plan.writableVolumeRoots) } catch {
+            do { source = try VolumeSources.open(path, writableRoots: plan.writableVolumeRoots, rootOwned: op.kind == .idmappedBind) } catch {
                 throw JailError(.launchFailed, "jail \(plan.jail): \(error)")
             }
             var stage: Int32 = 0

@@ -35,7 +35,29 @@ enum VolumeSources {
 
     /// An O_PATH descriptor of `path` (absolute) resolved as above; throws with the path
     /// and the reason (ELOOP: a symlink where a jail could have put it).
-    static func open(_ path: String, writableRoots roots: [String]) throws -> Int32 {
+    ///
+    /// `rootOwned` (idmapped volumes, whose host root-owned files become the jail root's):
+    /// every directory on the way to the source must belong to root and be writable by
+    /// no one else (a sticky directory excepted), so no other host user can have swapped
+    /// the source for a tree of root's. (The source itself may be anyone's: its owner can
+    /// rename what is in it, never make root's files.)
+    static func open(_ path: String, writableRoots roots: [String], rootOwned: Bool = false) throws -> Int32 {
+        try resolve(path, writableRoots: roots, rootOwned: rootOwned)
+    }
+
+    static func checkRootOwned(_ fd: Int32, _ path: String, at: String) throws {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw SystemError("stat \(at)") }
+        let isDir = (st.st_mode & S_IFMT) == S_IFDIR
+        let sticky = isDir && (st.st_mode & S_ISVTX) != 0
+        if st.st_uid != 0 || ((st.st_mode & 0o022) != 0 && !sticky) {
+            throw JailError(.invalidSpec, "idmapped volume source \(path): \(at) is "
+                            + (st.st_uid != 0 ? "owned by uid \(st.st_uid)" : "writable by group or others")
+                            + "; on an idmapped volume the jail's root owns what the host's root owns, so every directory on the way must be root's and writable by root alone")
+        }
+    }
+
+    static func resolve(_ path: String, writableRoots roots: [String], rootOwned: Bool) throws -> Int32 {
         var pending = Array(path.split(separator: "/").map(String.init).reversed())
         var real = "/"
         var dir = Glibc.open("/", oPath | O_DIRECTORY | O_CLOEXEC)
@@ -95,6 +117,12 @@ enum VolumeSources {
             close(dir)
             dir = fd
             real = real == "/" ? "/" + c : real + "/" + c
+            if rootOwned && !pending.isEmpty {
+                do { try checkRootOwned(dir, path, at: real) } catch {
+                    close(dir)
+                    throw error
+                }
+            }
         }
     }
 
