@@ -77,10 +77,8 @@ extension JailManager {
                 var created = false
                 if mkdirat(dir, part, last ? 0o700 : 0o755) == 0 {
                     created = true
-                    let made = path
-                    undo.add("remove the home directory \(made)") {
-                        if rmdir(made) != 0 && errno != ENOENT { throw SystemError("rmdir \(made)") }
-                    }
+                    let made = path, source = v.source, steps = Array(parts[0...i])
+                    undo.add("remove the home directory \(made)") { try Self.removeMadeDirectory(steps, below: source) }
                 } else if errno != EEXIST {
                     throw SystemError("mkdir \(path)")
                 }
@@ -94,6 +92,25 @@ extension JailManager {
                 try check("chown \(path)", fchown(dir, base + uid, base + gid))
                 try check("chmod \(path)", fchmod(dir, last ? 0o750 : 0o755))
             }
+        }
+    }
+
+    /// Removes the (empty) directory `steps` below a volume's source, walking as
+    /// `makeHomes` made it, without following links: a jail that swapped a parent for a
+    /// symlink meanwhile makes this fail, never remove a directory elsewhere.
+    static func removeMadeDirectory(_ steps: [String], below source: String) throws {
+        guard let last = steps.last else { return }
+        var dir = open(source, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dir < 0 { throw SystemError("open \(source)") }
+        defer { close(dir) }
+        for part in steps.dropLast() {
+            let next = openat(dir, part, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
+            if next < 0 { throw SystemError("open \(source)/\(part) (a link or not a directory?)") }
+            close(dir)
+            dir = next
+        }
+        if unlinkat(dir, last, AT_REMOVEDIR) != 0 && errno != ENOENT {
+            throw SystemError("rmdir \(source)/\(steps.joined(separator: "/"))")
         }
     }
 

@@ -245,15 +245,17 @@ public final class JailManager {
                 let hadLease = try self.network.ipam.existing(jail: name) != nil
                 let hadLease6 = try IPAM6.existing(jail: name, store: self.state) != nil
                 let a = try self.network.attach(jail: name, pid: pid, spec: spec.network)
-                undo.add("detach the network") {
+                // Steps of their own, run last to first: one that fails leaves the others
+                // to run (a veth that will not go must not keep the lease and elements).
+                if !hadLease6 { undo.add("release the IPv6 lease") { try IPAM6.release(jail: name, store: self.state) } }
+                if !hadLease { undo.add("release the address lease") { try self.network.ipam.release(jail: name) } }
+                undo.add("forget the link hints") { try LinkIndex(root: self.root).forget(jail: name, links: spec.network.links) }
+                undo.add("remove the jail's elements") {
                     let entry = self.attachedJail(name)
-                    try self.network.detach(a)
-                    if !hadLease { try self.network.ipam.release(jail: name) }
-                    if !hadLease6 { try IPAM6.release(jail: name, store: self.state) }
                     try FS.removeTree(run + "/network")
                     if let entry { try self.updateFirewall(.delete, jail: entry) } else { try self.applyFirewall() }
-                    try LinkIndex(root: self.root).forget(jail: name, links: spec.network.links)
                 }
+                undo.add("detach the network") { try self.network.detach(a) }
                 // Hints first: a jail's record must never exist without them (LinkIndex).
                 try LinkIndex(root: self.root).record(jail: name, links: spec.network.links)
                 let line = [a.hostInterface, a.jailAddress] + (a.jailAddress6.map { [$0] } ?? [])
