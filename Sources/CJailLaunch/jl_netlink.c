@@ -205,21 +205,27 @@ int jl_nl_addr_add(int fd, int ifindex, uint32_t addr, int prefix) {
     return talk(fd, &r.h, NULL, 0);
 }
 
-int jl_nl_default_route(int fd, uint32_t gateway, int ifindex) {
+// A default route via gateway (len bytes of family's address) out of ifindex.
+static int default_route(int fd, unsigned char family, const void *gateway, size_t len, int ifindex) {
     struct req r;
     start(&r, RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, sizeof(struct rtmsg));
     struct rtmsg *rt = NLMSG_DATA(&r.h);
-    rt->rtm_family = AF_INET;
+    rt->rtm_family = family;
     rt->rtm_table = RT_TABLE_MAIN;
     rt->rtm_protocol = RTPROT_BOOT;
     rt->rtm_scope = RT_SCOPE_UNIVERSE;
     rt->rtm_type = RTN_UNICAST;
-    // The gateway is the other end of a /31: onlink spares the kernel a lookup that can
-    // only say yes.
+    // The gateway is the other end of a /31 (/127): onlink spares the kernel a lookup
+    // that can only say yes.
     rt->rtm_flags = RTNH_F_ONLINK;
-    uint32_t be = htonl(gateway);
-    if (put(&r.h, sizeof r, RTA_GATEWAY, &be, 4) < 0 || put_u32(&r.h, sizeof r, RTA_OIF, (uint32_t)ifindex) < 0) return -ENOSPC;
+    if (put(&r.h, sizeof r, RTA_GATEWAY, gateway, len) < 0 || put_u32(&r.h, sizeof r, RTA_OIF, (uint32_t)ifindex) < 0)
+        return -ENOSPC;
     return talk(fd, &r.h, NULL, 0);
+}
+
+int jl_nl_default_route(int fd, uint32_t gateway, int ifindex) {
+    uint32_t be = htonl(gateway);
+    return default_route(fd, AF_INET, &be, 4, ifindex);
 }
 
 int jl_nl_addr6_add(int fd, int ifindex, const uint8_t addr[16], int prefix) {
@@ -240,18 +246,7 @@ int jl_nl_addr6_add(int fd, int ifindex, const uint8_t addr[16], int prefix) {
 }
 
 int jl_nl_default_route6(int fd, const uint8_t gateway[16], int ifindex) {
-    struct req r;
-    start(&r, RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, sizeof(struct rtmsg));
-    struct rtmsg *rt = NLMSG_DATA(&r.h);
-    rt->rtm_family = AF_INET6;
-    rt->rtm_table = RT_TABLE_MAIN;
-    rt->rtm_protocol = RTPROT_BOOT;
-    rt->rtm_scope = RT_SCOPE_UNIVERSE;
-    rt->rtm_type = RTN_UNICAST;
-    rt->rtm_flags = RTNH_F_ONLINK;
-    if (put(&r.h, sizeof r, RTA_GATEWAY, gateway, 16) < 0 || put_u32(&r.h, sizeof r, RTA_OIF, (uint32_t)ifindex) < 0)
-        return -ENOSPC;
-    return talk(fd, &r.h, NULL, 0);
+    return default_route(fd, AF_INET6, gateway, 16, ifindex);
 }
 
 int jl_nl_route_localnet(int fd, int ifindex, int on) {
