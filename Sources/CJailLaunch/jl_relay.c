@@ -365,8 +365,10 @@ pid_t jl_relay_start(const int *listeners, const struct jl_relay_target *targets
         }
         int e = drop_privileges();
         if (e < 0) report(out, e);
-        report(out, getpid());
-        syscall(SYS_close_range, 4 + count, ~0U, 0);
+        // Nothing else open but the report pipe, so that the relay the caller is told of
+        // is the finished one.
+        if (out > 4 + count) syscall(SYS_close_range, 4 + count, out - 1, 0);
+        syscall(SYS_close_range, out + 1, ~0U, 0);
         int null = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (null >= 0) {
             dup2(null, 0);
@@ -374,6 +376,8 @@ pid_t jl_relay_start(const int *listeners, const struct jl_relay_target *targets
             dup2(null, 2);
             if (null > 3 + count) close(null);
         }
+        report(out, getpid());
+        close(out);
         relay_loop(count, targets, jail_pid > 0 ? 3 + count : -1);
     }
     close(info[1]);

@@ -5,12 +5,12 @@ import Testing
 @testable import JailKit
 
 /// The [::1] relay process on its own, in the host's namespace: the "jail" is a server on
-/// [::1] in this process (relay [::1]:18610 -> [::1]:18611), so each test controls both
-/// ends. Ports 18610-18619.
+/// [::1] in this process (relay [::1]:18620 -> [::1]:18621), so each test controls both
+/// ends. Ports 18620-18629.
 @Suite("[::1] relay (root)", .serialized)
 struct Relay6Tests {
-    static let front: UInt16 = 18610
-    static let back: UInt16 = 18611
+    static let front: UInt16 = 18620
+    static let back: UInt16 = 18621
 
     func startRelay() throws -> Relay6 {
         let jail = NetworkJail(name: "relaytest", address: IPv4Address(0x7f00_0001), address6: .loopback, hostInterface: "lo",
@@ -89,6 +89,12 @@ struct Relay6Tests {
         return (Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0)
     }
 
+    /// The relay's test connections as the kernel sees them, for failure messages.
+    func sockets() -> String {
+        let lines = ((try? FS.readText("/proc/net/tcp6")) ?? "").split(separator: "\n")
+        return lines.filter { $0.contains(":48BC") || $0.contains(":48BD") }.joined(separator: "\n")
+    }
+
     func openFds(_ pid: Int32) -> Int { (try? FS.list("/proc/\(pid)/fd").count) ?? -1 }
 
     func waitFor(_ seconds: Double, _ done: () -> Bool) -> Bool {
@@ -105,7 +111,7 @@ struct Relay6Tests {
         defer { close(server) }
         let relay = try startRelay()
         defer { relay.stop() }
-        let idle = openFds(relay.pid)
+        let idle = 5  // stdin, stdout, stderr, its listener, the pidfd
         let client = try connectFront(sndbuf: 4096)
         let jail = accept(server, nil, nil)
         try #require(jail >= 0)
@@ -120,9 +126,15 @@ struct Relay6Tests {
         usleep(1_000_000)
         let used = try cpuTicks(relay.pid) - before
         #expect(used <= 2, "relay used \(used) ticks in 1 s")
-        // The jail closes with the upload unread: a reset, and the pair goes.
+        // The jail reads at last: every byte arrives, then the client's end of file, and
+        // the pair goes. (Not a close with the upload unread: the reset that sends can be
+        // dropped by another test's firewall in this namespace, leaving the pair to its
+        // idle timeout.)
+        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(jail, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        #expect(drain(jail) == sent)
         close(jail)
-        #expect(waitFor(2) { openFds(relay.pid) == idle }, "relay fds \(openFds(relay.pid)), idle \(idle)")
+        #expect(waitFor(2) { openFds(relay.pid) == idle }, "relay fds \(openFds(relay.pid)), idle \(idle)\n\(sockets())")
         #expect(relay.isRunning)
     }
 
@@ -134,7 +146,7 @@ struct Relay6Tests {
         defer { close(server) }
         let relay = try startRelay()
         defer { relay.stop() }
-        let idle = openFds(relay.pid)
+        let idle = 5  // stdin, stdout, stderr, its listener, the pidfd
         let client = try connectFront(rcvbuf: 4096)
         defer { close(client) }
         let jail = accept(server, nil, nil)
@@ -148,7 +160,7 @@ struct Relay6Tests {
         let used = try cpuTicks(relay.pid) - before
         #expect(used <= 2, "relay used \(used) ticks in 1 s")
         #expect(drain(client) == sent)
-        #expect(waitFor(2) { openFds(relay.pid) == idle }, "relay fds \(openFds(relay.pid)), idle \(idle)")
+        #expect(waitFor(2) { openFds(relay.pid) == idle }, "relay fds \(openFds(relay.pid)), idle \(idle)\n\(sockets())")
     }
 
     /// After its set-up the relay is nobody, with no capability and no way to gain one;
