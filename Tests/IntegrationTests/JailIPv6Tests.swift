@@ -1,3 +1,4 @@
+import CJailLaunch
 import Glibc
 import Testing
 
@@ -46,6 +47,7 @@ struct JailIPv6Tests {
             [network]
             mode = "private"
             egress = "none"
+            ports = ["[::1]:18611:5432/tcp"]
             """)
         try f.jail("web", """
             image = "probe"
@@ -81,6 +83,26 @@ struct JailIPv6Tests {
         #expect(try f.manager.ensureRelays() == ["web"])
         relay = try #require(Relay6(record: try FS.readText(run + "/relay6")))
         #expect(eventually("::1", 18610) == "hello fd6a:6c00:91:3::4\n")
+        // One jail's relay failing (a host process took its port) does not keep the
+        // other's from starting; the failure is thrown after.
+        let dbRelay = try #require(Relay6(record: try FS.readText(f.manager.root.jailRun("db") + "/relay6")))
+        kill(dbRelay.pid, SIGKILL)
+        kill(relay.pid, SIGKILL)
+        let bothDead = monotonic() + 2
+        while (relay.isRunning || dbRelay.isRunning) && monotonic() < bothDead { usleep(10_000) }
+        // The port of the jail ensureRelays comes to first is taken, so the other one's
+        // relay starting shows it went on.
+        let first = try #require(try f.manager.attachedJails().map(\.name).first { $0 == "db" || $0 == "web" })
+        let other = first == "db" ? "web" : "db"
+        let squatter = jl_relay_listen(-1, first == "db" ? 18611 : 18610)
+        try #require(squatter >= 0)
+        #expect(throws: JailError.self) { try f.manager.ensureRelays() }
+        let otherRelay = Relay6(record: try FS.readText(f.manager.root.jailRun(other) + "/relay6"))
+        #expect(otherRelay?.isRunning == true && otherRelay != (other == "db" ? dbRelay : relay))
+        close(squatter)
+        #expect(try f.manager.ensureRelays() == [first])
+        #expect(eventually("::1", 18610) == "hello fd6a:6c00:91:3::4\n")
+        relay = try #require(Relay6(record: try FS.readText(run + "/relay6")))
 
         // down takes the relay with it; an immediate up binds the port again.
         _ = try f.manager.down("web")

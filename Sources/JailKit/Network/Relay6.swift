@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CJailLaunch
+import Logging
 
 /// Forwards on the host's `[::1]`, relayed in user space.
 ///
@@ -84,14 +85,20 @@ public struct Relay6: Sendable, Equatable {
     }
 
     /// SIGTERM, and waits until it is gone so that its ports are free for the next `up`;
-    /// a relay already gone is fine.
-    public func stop() {
+    /// a relay already gone is fine. One still there after the wait is logged (its ports
+    /// stay taken until it ends).
+    public func stop(logger: Logger? = nil) {
         let fd = jl_pidfd_open(pid)
         guard fd >= 0 else { return }
         defer { close(fd) }
         guard jl_proc_start_time(pid) == startTime else { return }
-        _ = jl_pidfd_send_signal(fd, SIGTERM)
+        let sent = jl_pidfd_send_signal(fd, SIGTERM)
+        if sent < 0 && sent != -ESRCH { logger?.error("[::1] relay \(pid): SIGTERM: \(strerrorString(-sent))") }
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        _ = poll(&p, 1, 2000)
+        var rc: Int32
+        repeat { rc = poll(&p, 1, 2000) } while rc < 0 && errno == EINTR
+        if rc <= 0 {
+            logger?.error("[::1] relay \(pid) still runs 2 s after SIGTERM; its ports stay taken until it ends")
+        }
     }
 }

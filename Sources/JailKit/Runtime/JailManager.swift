@@ -269,7 +269,7 @@ public final class JailManager {
                 }
                 try self.updateFirewall(.add, jail: entry)
                 if let relay = try Relay6.start(for: entry, hostNetns: self.network.hostNetns, jailPid: pid) {
-                    undo.add("stop the [::1] relay") { relay.stop() }
+                    undo.add("stop the [::1] relay") { relay.stop(logger: self.logger) }
                     try FS.writeAtomically(run + "/relay6", relay.record, mode: 0o600)
                 }
             }
@@ -373,7 +373,12 @@ public final class JailManager {
         try cg.remove()
         // The relay ends with the jail by itself; waiting for it frees its ports for an
         // immediate `up`.
-        if let text = try? FS.readText(root.jailRun(name) + "/relay6"), let relay = Relay6(record: text) { relay.stop() }
+        do {
+            try recordedRelay(root.jailRun(name))?.stop(logger: logger)
+        } catch {
+            // Not fatal to `down`: the relay ends with the jail by itself.
+            logger.error("jail \(name): reading its [::1] relay record: \(error)")
+        }
         if FS.exists(root.jailRun(name) + "/network") {
             // The jail's netns is gone with its last process, and its veth with it.
             let entry = attachedJail(name)
@@ -511,18 +516,45 @@ public final class JailManager {
     /// daemon's reconcile. Takes no jail lock (the daemon must never wait on an `up`
     /// that waits on it): a jail that is stopping takes a relay started here with it,
     /// and a jail being started is skipped, its record not yet saying it runs.
+    /// One jail's failure does not keep the others' relays from starting: every failure is
+    /// logged, and thrown together at the end.
     @discardableResult
     public func ensureRelays() throws -> [String] {
         var started: [String] = []
+        var failed: [String] = []
         for entry in try attachedJails() where entry.ports.contains(where: \.isIPv6Loopback) {
-            let run = root.jailRun(entry.name)
-            if let text = try? FS.readText(run + "/relay6"), let r = Relay6(record: text), r.isRunning { continue }
-            guard let record = try state.jail(entry.name), record.state == .running, isAlive(record) else { continue }
-            guard let relay = try Relay6.start(for: entry, hostNetns: network.hostNetns, jailPid: record.pid) else { continue }
-            try FS.writeAtomically(run + "/relay6", relay.record, mode: 0o600)
-            started.append(entry.name)
+            do {
+                if try ensureRelay(entry) { started.append(entry.name) }
+            } catch {
+                logger.error("jail \(entry.name): starting its [::1] relay: \(error)")
+                failed.append("\(entry.name): \(error)")
+            }
+        }
+        if !failed.isEmpty {
+            let also = started.isEmpty ? "" : "; started: \(started.joined(separator: ", "))"
+            throw JailError(.system, "[::1] relays not started for \(failed.count) jail(s): \(failed.joined(separator: "; "))\(also)")
         }
         return started
+    }
+
+    /// Starts the jail's relay unless it runs or the jail does not; true when started.
+    private func ensureRelay(_ entry: NetworkJail) throws -> Bool {
+        let run = root.jailRun(entry.name)
+        if let relay = try recordedRelay(run), relay.isRunning { return false }
+        guard let record = try state.jail(entry.name), record.state == .running, isAlive(record) else { return false }
+        guard let relay = try Relay6.start(for: entry, hostNetns: network.hostNetns, jailPid: record.pid) else { return false }
+        try FS.writeAtomically(run + "/relay6", relay.record, mode: 0o600)
+        return true
+    }
+
+    /// The relay recorded in a jail's run directory; nil when there is no record (a jail
+    /// without [::1] forwards) or it does not parse.
+    private func recordedRelay(_ run: String) throws -> Relay6? {
+        do {
+            return Relay6(record: try FS.readText(run + "/relay6"))
+        } catch let e as SystemError where e.errno == ENOENT {
+            return nil
+        }
     }
 
     /// Renders the instance's table from the attached jails and applies it in one
