@@ -98,6 +98,9 @@ static struct nft_ctx *open_ctx(int netns_fd, int *err) {
     }
     struct nft_ctx *ctx = lib.ctx_new(0);
     *err = ctx ? 0 : -ENOMEM;
+    // libnftables opens its socket without close-on-exec. Until the next line a process
+    // spawned by another thread would inherit it; jailctl spawns only from the thread
+    // that runs its commands and the daemon's loop, which is this one.
     if (ctx) cloexec_netfilter_sockets();
     if (self >= 0) {
         // The thread must come back whatever happened, or its later work would land in
