@@ -908,6 +908,14 @@ static void forward_signal(int sig) {
 
 static void exec_in_child(const struct jl_plan *p, const int *ns_fds, const int *ns_types, size_t n_ns, int root_fd,
                           int error_fd) {
+    // ^C and friends that the caller passes on before the handlers below are in place
+    // wait for them: one that killed this process would leave the command behind. (The
+    // command unblocks them before execve, in become.)
+    sigset_t passed_set;
+    sigemptyset(&passed_set);
+    int passed[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    for (size_t i = 0; i < sizeof passed / sizeof passed[0]; i++) sigaddset(&passed_set, passed[i]);
+    sigprocmask(SIG_BLOCK, &passed_set, NULL);
     // Nothing in the jail may ptrace or read the memory of this process while it
     // still holds host state.
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -941,8 +949,8 @@ static void exec_in_child(const struct jl_plan *p, const int *ns_fds, const int 
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = forward_signal;
     sa.sa_flags = SA_RESTART;
-    int passed[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM};
     for (size_t i = 0; i < sizeof passed / sizeof passed[0]; i++) sigaction(passed[i], &sa, NULL);
+    sigprocmask(SIG_UNBLOCK, &passed_set, NULL);
     int status = 0;
     while (waitpid(child, &status, 0) < 0)
         if (errno != EINTR) _exit(127);
