@@ -940,7 +940,7 @@ static void exec_in_child(const struct jl_plan *p, const int *ns_fds, const int 
     // command's EOF and hang-up depend on them being closed; error_fd goes too.
     syscall(SYS_close_range, 3, ~0U, 0);
     // A process group of its own: a ^C at the caller's terminal reaches the caller only,
-    // which passes it on once (jl_relay), not twice.
+    // which passes it on once (jl_stdio_relay), not twice.
     setpgid(0, 0);
     // Signals for the command (jailctl exec passes on ^C and friends) reach it through
     // this process, which is all the caller knows of it.

@@ -94,7 +94,7 @@ static void set_nonblocking(int fd) {
     if (flags >= 0) fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
-int jl_relay(const int *src, const int *dst, size_t n, int terminal, pid_t mid, int mid_pidfd) {
+int jl_stdio_relay(const int *src, const int *dst, size_t n, int terminal, pid_t mid, int mid_pidfd) {
     if (n > 3) return -EINVAL;
     struct stream st[3];
     for (size_t i = 0; i < n; i++) {

@@ -201,7 +201,7 @@ int jl_pty_open(int root_fd, int *master, int *slave);
 // passed on to mid, which passes them on to the command. Without terminal, dst[0] (the
 // input pipe) is closed by the relay, at the caller's EOF or at the end. Returns 0, or
 // -errno when writing the output failed (the command still runs to its end).
-int jl_relay(const int *src, const int *dst, size_t n, int terminal, pid_t mid, int mid_pidfd);
+int jl_stdio_relay(const int *src, const int *dst, size_t n, int terminal, pid_t mid, int mid_pidfd);
 
 // What jl_exec_in runs, without waiting: returns the pid of the process that waits for
 // the command (its exit status mirrors the command's; 127 when it could not start), or

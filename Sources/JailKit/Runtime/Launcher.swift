@@ -86,9 +86,9 @@ public enum Launcher {
                             cgroupDirectories: [String] = [], tty: Bool = false) throws -> Int32
     {
         try joining(jailPid: jailPid, namespaces: namespaces, cgroupDirectories: cgroupDirectories) { fds, types, rootFd, cgroupFds in
-            var relay = try Relay(tty: tty, stdio: stdio, jailRoot: rootFd)
-            defer { relay.closeAll() }
-            return try withCPlan(plan, stdio: relay.commandStdio) { cplan in
+            var streams = try ExecStreams(tty: tty, stdio: stdio, jailRoot: rootFd)
+            defer { streams.closeAll() }
+            return try withCPlan(plan, stdio: streams.commandStdio) { cplan in
                 cplan.new_session = 1
                 cplan.controlling_tty = tty ? 1 : 0
                 var errorFd: Int32 = -1
@@ -98,7 +98,7 @@ public enum Launcher {
                     return jl_exec_in_fork(&cplan, fds, types, fds.count, rootFd, &errorFd)
                 }
                 if mid < 0 { throw JailError(.launchFailed, "exec in jail \(plan.jail): \(strerrorString(-mid))") }
-                relay.run(mid: mid)
+                streams.run(mid: mid)
                 var err = jl_error()
                 let rc = jl_exec_in_wait(mid, errorFd, &err)
                 if rc == -1000 { throw JailError(.launchFailed, "exec in jail \(plan.jail): \(describe(err, plan: plan))") }
@@ -110,7 +110,7 @@ public enum Launcher {
 
     /// What stands between the caller's stdio and an exec'd command: nothing (files,
     /// pipes), pipes in place of the caller's terminals, or a terminal of the jail's.
-    struct Relay {
+    struct ExecStreams {
         var commandStdio: Stdio
         /// Our ends, in stream order (input, output, error): (source, destination).
         var streams: [(Int32, Int32)] = []
@@ -184,7 +184,7 @@ public enum Launcher {
             }
             defer { close(pidfd) }
             let src = streams.map(\.0), dst = streams.map(\.1)
-            let r = jl_relay(src, dst, streams.count, terminal ? 1 : 0, mid, pidfd)
+            let r = jl_stdio_relay(src, dst, streams.count, terminal ? 1 : 0, mid, pidfd)
             input = -1 // closed by jl_relay
             if r < 0 {
                 // The command goes on to its end; only its output is lost.
