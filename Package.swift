@@ -28,6 +28,8 @@ let package = Package(
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         .systemLibrary(name: "CCap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
         // The only C of the project: clone -> mounts -> pivot_root -> ids -> exec.
+        // sqlite3_db_config (variadic, not callable from Swift) for the state database.
+        .target(name: "CSQLiteTuning", cSettings: [.unsafeFlags(["-O2", "-Wall", "-Wextra", "-Werror"])]),
         .target(name: "CJailLaunch", cSettings: [.unsafeFlags(["-O2", "-Wall", "-Wextra", "-Werror"])]),
         // The backup gate's argument check (pure C, unit-tested from Swift) and the static
         // gate executable that jailctl copies into a backup jail's read-only config.
@@ -39,7 +41,7 @@ let package = Package(
         .target(
             name: "JailKit",
             dependencies: [
-                "CJailLaunch", "CSeccomp", "CCap",
+                "CJailLaunch", "CSQLiteTuning", "CSeccomp", "CCap",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Crypto", package: "swift-crypto"),

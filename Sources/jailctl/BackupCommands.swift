@@ -7,6 +7,7 @@ import Logging
 /// `jailctl backup ...`: the hosts of a backup jail, their state, and its periodic work.
 struct Backup: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "backup",
         abstract: "Manage an rsync-only backup jail (a jail with a [backup] table).",
         subcommands: [BackupAddHost.self, BackupRemoveHost.self, BackupListHosts.self, BackupStatus.self,
                       BackupCheck.self, BackupSnapshot.self])

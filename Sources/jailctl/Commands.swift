@@ -5,7 +5,7 @@ import JailKit
 import Logging
 
 struct Validate: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Check spec files; print every error as FILE:LINE:COLUMN.")
+    static let configuration = CommandConfiguration(commandName: "validate", abstract: "Check spec files; print every error as FILE:LINE:COLUMN.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Jail or image names, or spec files (default: everything).")
     var names: [String] = []
@@ -29,6 +29,7 @@ struct Validate: ParsableCommand {
 
 struct Build: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "build",
         abstract: "Build images into the image store (only those that are stale or not built).")
     @OptionGroup var global: GlobalOptions
     @Flag(help: "Print every file of the image and why it is there, without building.")
@@ -91,7 +92,7 @@ struct Build: ParsableCommand {
 }
 
 struct Images: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List built images.")
+    static let configuration = CommandConfiguration(commandName: "images", abstract: "List built images.")
     @OptionGroup var global: GlobalOptions
     @Flag var json = false
 
@@ -116,6 +117,7 @@ struct Images: ParsableCommand {
 
 struct Doctor: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "doctor",
         abstract: "Report what on this host would break or bypass jailctl's rules, and what to do; exit 1 on a problem.")
     @OptionGroup var global: GlobalOptions
     @Flag var json = false
@@ -162,7 +164,7 @@ struct GC: ParsableCommand {
 }
 
 struct Up: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Start jails (building their images if needed).")
+    static let configuration = CommandConfiguration(commandName: "up", abstract: "Start jails (building their images if needed).")
     @OptionGroup var global: GlobalOptions
     @Flag(help: "Every jail of the spec directory, each after the jails it names in `after`.")
     var all = false
@@ -216,7 +218,7 @@ struct Up: ParsableCommand {
 }
 
 struct Run: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run a jail in the foreground until it exits; exit with its status.")
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run a jail in the foreground until it exits; exit with its status.")
     @OptionGroup var global: GlobalOptions
     @Argument var name: String
 
@@ -232,7 +234,7 @@ struct Run: ParsableCommand {
 func waitStatusCode(_ ws: Int32) -> Int32 { (ws & 0x7f) == 0 ? (ws >> 8) & 0xff : 128 + (ws & 0x7f) }
 
 struct Down: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Stop jails and remove what up made.")
+    static let configuration = CommandConfiguration(commandName: "down", abstract: "Stop jails and remove what up made.")
     @OptionGroup var global: GlobalOptions
     @Option(help: "Seconds to wait after the stop signal (default: the jail's stop_timeout).")
     var timeout: Double?
@@ -270,7 +272,7 @@ struct Down: ParsableCommand {
 }
 
 struct Status: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show jails, checked against the kernel.")
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show jails, checked against the kernel.")
     @OptionGroup var global: GlobalOptions
     @Flag var json = false
     @Argument(help: "A jail, or every instance of a template: 'php-tenant@*'.")
@@ -302,7 +304,7 @@ struct Status: ParsableCommand {
 }
 
 struct Exec: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run a command inside a running jail.")
+    static let configuration = CommandConfiguration(commandName: "exec", abstract: "Run a command inside a running jail.")
     @OptionGroup var global: GlobalOptions
     @Flag(name: .shortAndLong, help: "Give the command a terminal of the jail's own (interactive shells); never the caller's.")
     var tty = false
@@ -321,7 +323,7 @@ struct Exec: ParsableCommand {
 }
 
 struct Logs: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print a jail's output.")
+    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Print a jail's output.")
     @OptionGroup var global: GlobalOptions
     @Flag(name: .shortAndLong, help: "Keep printing what the jail writes.")
     var follow = false
@@ -426,7 +428,7 @@ struct Logs: ParsableCommand {
 }
 
 struct Inspect: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show a jail's launch plan (mounts, ids, limits) without running it.")
+    static let configuration = CommandConfiguration(commandName: "inspect", abstract: "Show a jail's launch plan (mounts, ids, limits) without running it.")
     @OptionGroup var global: GlobalOptions
     @Flag(help: "Print the plan that up would carry out.")
     var dryRun = false

@@ -6,6 +6,7 @@ import Logging
 
 struct Daemon: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "daemon",
         abstract: "Supervise jails: restart those that end, per their restart policy.",
         discussion: """
             Jails do not depend on the daemon: each runs under its own monitor process, so the
@@ -51,7 +52,7 @@ extension PerJailCommand {
 }
 
 struct Restart: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Stop and start jails again.")
+    static let configuration = CommandConfiguration(commandName: "restart", abstract: "Stop and start jails again.")
     @OptionGroup var global: GlobalOptions
     @Flag(help: "Every running jail whose image changed since it started (a package upgrade): rebuild what is stale, then restart exactly those.")
     var stale = false
@@ -85,7 +86,7 @@ struct Restart: ParsableCommand {
 
 /// An explicit `up` clears the crash loop and the restart count; `reset` says so.
 struct Reset: PerJailCommand {
-    static let configuration = CommandConfiguration(abstract: "Leave the crash-loop state and start the jail again.")
+    static let configuration = CommandConfiguration(commandName: "reset", abstract: "Leave the crash-loop state and start the jail again.")
     @OptionGroup var global: GlobalOptions
     @Argument var names: [String]
 
@@ -96,7 +97,7 @@ struct Reset: PerJailCommand {
 }
 
 struct Events: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show what happened to jails: starts, exits, restarts, crash loops, OOM kills.")
+    static let configuration = CommandConfiguration(commandName: "events", abstract: "Show what happened to jails: starts, exits, restarts, crash loops, OOM kills.")
     @OptionGroup var global: GlobalOptions
     @Flag var json = false
     @Flag(name: .shortAndLong, help: "Keep printing new events.")
@@ -127,7 +128,7 @@ struct Events: ParsableCommand {
 }
 
 struct Stats: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Memory, processes and CPU time of running jails.")
+    static let configuration = CommandConfiguration(commandName: "stats", abstract: "Memory, processes and CPU time of running jails.")
     @OptionGroup var global: GlobalOptions
     @Flag var json = false
     @Argument var name: String?
@@ -168,11 +169,12 @@ struct Stats: ParsableCommand {
 
 struct Network: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "network",
         abstract: "The instance's nftables table.",
         subcommands: [Show.self, Reapply.self])
 
     struct Show: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print the table rendered from the attached jails (what reapply would load).")
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "Print the table rendered from the attached jails (what reapply would load).")
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Only render; never touches nft (the default: show never applies).")
         var dryRun = false
@@ -194,7 +196,7 @@ struct Network: ParsableCommand {
     }
 
     struct Reapply: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Load the table again from the state (after another tool flushed it), and start a [::1] relay that is gone.")
+        static let configuration = CommandConfiguration(commandName: "reapply", abstract: "Load the table again from the state (after another tool flushed it), and start a [::1] relay that is gone.")
         @OptionGroup var global: GlobalOptions
 
         func run() throws {

@@ -5,6 +5,7 @@ import JailKit
 
 struct Tenant: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "tenant",
         abstract: "Hosting tenants: one jail per tenant from a template (php-tenant@NAME), served by the host's nginx.",
         subcommands: [TenantAdd.self, TenantRemove.self, TenantList.self, TenantShow.self, TenantNginxConfig.self])
 }

@@ -24,8 +24,9 @@ public struct ImageStore {
     /// leaves nothing in the store. `reuse`: sources unchanged since the image's current
     /// version (same fingerprint) are linked to their stored objects, not read again;
     /// false reads and hashes every file (`build --force`).
+    /// `recordEvent`: a "build" event is saved with the record, in the same transaction.
     public func build(_ spec: ImageSpec, users: [String], groups: [String], builder: ImageBuilder,
-                      reuse: Bool = true) throws -> BuildReport {
+                      reuse: Bool = true, recordEvent: Bool = false) throws -> BuildReport {
         let t0 = monotonic()
         let plan = try builder.plan(spec, users: users, groups: groups)
         let existed = try state.image(spec.name)
@@ -42,7 +43,12 @@ public struct ImageStore {
         let result = try writer.write(plan, store: root.store)
         let record = ImageRecord(name: spec.name, hash: result.hash, builtAt: wallClock(), files: result.files,
                                  bytes: result.bytes, specFile: spec.file)
-        try state.save(record)
+        if recordEvent {
+            try state.save(record, event: EventRecord(id: nil, time: record.builtAt, jail: "image:\(spec.name)", kind: "build",
+                                                      detail: "\(record.hash) \(record.files) files"))
+        } else {
+            try state.save(record)
+        }
         return BuildReport(record: record, path: result.path, seconds: monotonic() - t0,
                            reused: existed?.hash == result.hash)
     }

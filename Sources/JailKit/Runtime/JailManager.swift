@@ -142,10 +142,8 @@ public final class JailManager {
             throw JailError(.notFound, "no image named \(imageName) in \(specsDirectory)/Images")
         }
         let ids = Self.identities(of: imageName, in: set)
-        let report = try images.build(spec, users: ids.users, groups: ids.groups, builder: builder ?? ImageBuilder.host(),
-                                      reuse: reuse)
-        try state.record(event: "build", jail: "image:\(imageName)", detail: "\(report.record.hash) \(report.record.files) files")
-        return report
+        return try images.build(spec, users: ids.users, groups: ids.groups, builder: builder ?? ImageBuilder.host(),
+                                reuse: reuse, recordEvent: true)
     }
 
     /// What changed since `image` was built (empty: up to date); nil when it is not built.
