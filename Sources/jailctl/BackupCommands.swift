@@ -127,7 +127,7 @@ struct BackupCheck: ParsableCommand {
             let notifier = Notifier(state: b.manager.state, command: b.manager.host.notify, kinds: b.manager.host.notifyEvents, logger: Logger(label: "jailctl.backup"))
             b.notifier = notifier
             defer { notifier.wait() }
-            try b.periodic()
+            if try !b.periodic() { print("backup \(b.jail): another run (the daemon's) holds the area's lock; it does this work now") }
         }
     }
 }

@@ -418,8 +418,18 @@ struct BackupJailTests {
         spec.quota = 1000
         b = BackupManager(jail: "backup", spec: spec, manager: w.manager)
         b.notifier = notifier
-        try b.periodic()
-        try b.periodic()
+        // The area's lock can be held a moment by a process another test forked while
+        // the lock was open (it carries the open file until its exec); a skipped run
+        // is retried, as the daemon's next round would.
+        func ran(_ b: BackupManager) throws {
+            for _ in 0..<100 {
+                if try b.periodic() { return }
+                usleep(20_000)
+            }
+            Issue.record("the backup area's lock stayed taken for 2 s")
+        }
+        try ran(b)
+        try ran(b)
         #expect(notified() == ["backup-stale backup", "backup-quota backup"])
         #expect(FS.exists(w.area + "/hosts/old/QUOTA-EXCEEDED"))
         #expect(try b.status().first?.overQuota == true)

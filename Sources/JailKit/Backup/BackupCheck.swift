@@ -98,9 +98,11 @@ extension BackupManager {
     /// The periodic work, for every host: summaries of new transfers (event + log line),
     /// a snapshot after a successful push, retention, quota and freshness alerts. Run by
     /// `jailctl backup check` and by the supervisor.
-    public func periodic(now: Double = wallClock()) throws {
+    /// False when another run held the area's lock (it does the work).
+    @discardableResult
+    public func periodic(now: Double = wallClock()) throws -> Bool {
         // Nothing to do before the area exists (no `up`, no host yet).
-        guard FS.isDirectory(stateDir) else { return }
+        guard FS.isDirectory(stateDir) else { return true }
         // One run at a time per area (the supervisor's and a `jailctl backup check`).
         let lockPath = stateDir + "/lock"
         let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
@@ -108,7 +110,7 @@ extension BackupManager {
         defer { close(lock) }
         guard flock(lock, LOCK_EX | LOCK_NB) == 0 else {
             logger.info("backup \(jail): periodic work already running; skipped")
-            return
+            return false
         }
         for h in try hosts() {
             // One host's trouble (a failing snapshot) must not stop the others' work.
@@ -119,6 +121,7 @@ extension BackupManager {
                 try record("backup-error", "host \(h.name): \(error)")
             }
         }
+        return true
     }
 
     func periodic(host h: BackupHost, now: Double) throws {
