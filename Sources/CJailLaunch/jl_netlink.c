@@ -2,6 +2,7 @@
 // launcher: this runs in the parent, after clone, never between clone and execve.
 #define _GNU_SOURCE
 #include "jl_netlink.h"
+#include "jl_netns.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -104,27 +105,15 @@ static int talk(int fd, struct nlmsghdr *h, void *reply, size_t reply_len) {
 }
 
 int jl_nl_open(int netns_fd) {
-    int self = -1;
-    if (netns_fd >= 0) {
-        self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-        if (self < 0) return -errno;
-        if (setns(netns_fd, CLONE_NEWNET) < 0) {
-            int e = errno;
-            close(self);
-            return -e;
-        }
-    }
+    int self, rc = jl_netns_enter(netns_fd, &self);
+    if (rc < 0) return rc;
     int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
     int e = errno;
-    if (self >= 0) {
-        // The thread must come back whatever happened, or its later work would land in
-        // the other namespace.
-        if (setns(self, CLONE_NEWNET) < 0) {
-            e = errno;
-            if (fd >= 0) close(fd);
-            fd = -1;
-        }
-        close(self);
+    int back = jl_netns_leave(self);
+    if (back < 0) {
+        if (fd >= 0) close(fd);
+        fd = -1;
+        e = -back;
     }
     if (fd < 0) return -e;
     struct sockaddr_nl local = {.nl_family = AF_NETLINK};

@@ -1,6 +1,7 @@
 // libnftables through dlopen; see jl_nft.h.
 #define _GNU_SOURCE
 #include "jl_nft.h"
+#include "jl_netns.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
@@ -86,31 +87,20 @@ static void cloexec_netfilter_sockets(void) {
 // in nft_ctx_new, and a socket stays in the namespace it was made in, so the thread
 // enters the namespace only for that call.
 static struct nft_ctx *open_ctx(int netns_fd, int *err) {
-    int self = -1;
-    if (netns_fd >= 0) {
-        self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-        if (self < 0) return *err = -errno, NULL;
-        if (setns(netns_fd, CLONE_NEWNET) < 0) {
-            *err = -errno;
-            close(self);
-            return NULL;
-        }
-    }
+    int self;
+    *err = jl_netns_enter(netns_fd, &self);
+    if (*err < 0) return NULL;
     struct nft_ctx *ctx = lib.ctx_new(0);
     *err = ctx ? 0 : -ENOMEM;
     // libnftables opens its socket without close-on-exec. Until the next line a process
     // spawned by another thread would inherit it; jailctl spawns only from the thread
     // that runs its commands and the daemon's loop, which is this one.
     if (ctx) cloexec_netfilter_sockets();
-    if (self >= 0) {
-        // The thread must come back whatever happened, or its later work would land in
-        // the other namespace.
-        if (setns(self, CLONE_NEWNET) < 0) {
-            *err = -errno;
-            if (ctx) lib.ctx_free(ctx);
-            ctx = NULL;
-        }
-        close(self);
+    int back = jl_netns_leave(self);
+    if (back < 0) {
+        *err = back;
+        if (ctx) lib.ctx_free(ctx);
+        ctx = NULL;
     }
     if (ctx && (lib.buffer_output(ctx) != 0 || lib.buffer_error(ctx) != 0)) {
         lib.ctx_free(ctx);

@@ -3,6 +3,7 @@
 // static (copy-on-write pages, touched only as connections use them).
 #define _GNU_SOURCE
 #include "jl_relay.h"
+#include "jl_netns.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,26 +29,15 @@
 #define RELAY_NOBODY 65534
 
 int jl_relay_listen(int netns_fd, uint16_t port) {
-    int self = -1;
-    if (netns_fd >= 0) {
-        self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-        if (self < 0) return -errno;
-        if (setns(netns_fd, CLONE_NEWNET) < 0) {
-            int e = errno;
-            close(self);
-            return -e;
-        }
-    }
+    int self, rc = jl_netns_enter(netns_fd, &self);
+    if (rc < 0) return rc;
     int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     int e = errno;
-    if (self >= 0) {
-        // Back to our own namespace whatever happened, as in jl_nl_open.
-        if (setns(self, CLONE_NEWNET) < 0) {
-            e = errno;
-            if (fd >= 0) close(fd);
-            fd = -1;
-        }
-        close(self);
+    int back = jl_netns_leave(self);
+    if (back < 0) {
+        if (fd >= 0) close(fd);
+        fd = -1;
+        e = -back;
     }
     if (fd < 0) return -e;
     int one = 1;

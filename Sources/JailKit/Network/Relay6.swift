@@ -40,7 +40,7 @@ public struct Relay6: Sendable, Equatable {
         for p in forwards {
             let fd = jl_relay_listen(nsfd, p.hostPort)
             if fd < 0 {
-                let why = -fd == EADDRINUSE ? "in use by a host process or another jail" : String(cString: strerror(-fd))
+                let why = -fd == EADDRINUSE ? "in use by a host process or another jail" : strerrorString(-fd)
                 throw JailError(.busy, "jail \(jail.name): [::1]:\(p.hostPort)/tcp is \(why)")
             }
             listeners.append(fd)

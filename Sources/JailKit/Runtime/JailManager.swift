@@ -482,22 +482,11 @@ public final class JailManager {
         network.ruleset.elementDiff(change, jail: jail, others: try linkedJails(jail))
     }
 
-    /// Whether a jail other than `name` is attached: stops at the first one found.
+    /// Whether a jail other than `name` is attached (a look at names, no record read).
     func anotherJailAttached(than name: String) throws -> Bool {
-        guard let dir = opendir(root.runDir) else {
-            if errno == ENOENT { return false }
-            throw SystemError("opendir \(root.runDir)")
-        }
-        defer { closedir(dir) }
+        guard FS.isDirectory(root.runDir) else { return false }
         var st = stat()
-        while let ent = readdir(dir) {
-            let other = withUnsafePointer(to: ent.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            if other == "." || other == ".." || other == name { continue }
-            if lstat(root.jailRun(other) + "/network", &st) == 0 { return true }
-        }
-        return false
+        return try FS.list(root.runDir).contains { $0 != name && lstat(root.jailRun($0) + "/network", &st) == 0 }
     }
 
     /// The attached jails that `jail` links to or that link to it: the only ones whose
@@ -762,9 +751,9 @@ public final class JailManager {
 
     /// The specs of every jail defined and of every template instance on record: what
     /// may hold a writable volume.
-    func knownJails(_ set: SpecSet) -> [JailSpec] {
+    func knownJails(_ set: SpecSet) throws -> [JailSpec] {
         var specs = Array(set.jails.values)
-        let instances = ((try? state.jails()) ?? []).map(\.name).filter { set.jails[$0] == nil }
+        let instances = try state.jails().map(\.name).filter { set.jails[$0] == nil }
         for name in instances {
             do { specs.append(try jailSpec(name, in: set)) } catch {
                 logger.info("jail \(name): no spec to read its volumes from (\(error))")
@@ -860,7 +849,11 @@ public final class JailManager {
                                 volumes: volumes, missingTargets: missing, creations: creations)
         if !spec.users.isEmpty { prepared.identity = ids }
         prepared.pin = pin
-        if !skipVolumes { prepared.writableRoots = VolumeSources.writableRoots(of: knownJails(set) + [spec]) }
+        // Only for a launch with volumes of its own (exec and health checks mount nothing):
+        // it reads every jail's spec and resolves their writable volumes.
+        if pinImage && !skipVolumes && !spec.volumes.isEmpty {
+            prepared.writableRoots = VolumeSources.writableRoots(of: try knownJails(set) + [spec])
+        }
         pinned = nil
         return prepared
     }

@@ -4,7 +4,7 @@ import Glibc
 
 /// Which attached jails' links name a jail, so that one jail's firewall change reads the
 /// records of the few jails it is linked with instead of every attached jail's
-/// (`links/<target>/<jail>`, an empty file per link target).
+/// (`links/to/<target>/<jail>`, an empty file per link target).
 ///
 /// The files are hints: `up` writes them before the jail's network record, and each is
 /// checked against the linking jail's record when read, so one left behind (a crash, a
